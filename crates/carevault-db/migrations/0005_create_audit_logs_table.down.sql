@@ -1,0 +1,2 @@
+DROP TABLE audit_logs;
+DROP FUNCTION prevent_audit_log_modification();

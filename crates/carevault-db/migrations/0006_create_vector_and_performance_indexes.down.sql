@@ -1,0 +1,1 @@
+DROP INDEX idx_documents_embedding_hnsw;

@@ -1,0 +1,2 @@
+DROP TRIGGER prevent_audit_log_truncate ON audit_logs;
+DROP FUNCTION prevent_audit_log_truncate();

@@ -1,0 +1,42 @@
+-- carevault bootstrap: what the migrations cannot do as a non-superuser owner.
+--
+-- Run it as a superuser in every database carevault uses (roles are cluster-wide, the extension
+-- is per database). `carevault migrate up` runs it itself when it connects as a superuser.
+-- Idempotent, and safe when several sessions run it at once, in one database or in several.
+-- It never drops anything; passwords for the two login roles are yours to set:
+--   ALTER ROLE carevault_api PASSWORD '...';  ALTER ROLE carevault_ops PASSWORD '...';
+BEGIN;
+
+-- Serialise concurrent bootstraps across the whole cluster: pg_authid is a shared catalog, so a
+-- lock on it is visible from every database (an advisory lock is per database). SHARE ROW
+-- EXCLUSIVE conflicts with itself and with CREATE/ALTER ROLE, not with logins reading pg_authid.
+LOCK TABLE pg_catalog.pg_authid IN SHARE ROW EXCLUSIVE MODE;
+
+DO $$
+DECLARE
+    name text;
+BEGIN
+    FOREACH name IN ARRAY ARRAY['carevault_app', 'carevault_platform'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = name) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', name);
+        END IF;
+        -- Re-assert the attributes even when the role already existed.
+        EXECUTE format('ALTER ROLE %I NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT', name);
+    END LOOP;
+    FOREACH name IN ARRAY ARRAY['carevault_api', 'carevault_ops'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = name) THEN
+            EXECUTE format('CREATE ROLE %I LOGIN', name);
+        END IF;
+        EXECUTE format('ALTER ROLE %I LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT', name);
+    END LOOP;
+END
+$$;
+
+-- The login roles can switch to their runtime role per transaction (SET TRUE) but inherit none of
+-- its privileges (INHERIT FALSE): outside a transaction that switched role they can do nothing.
+GRANT carevault_app TO carevault_api WITH INHERIT FALSE, SET TRUE;
+GRANT carevault_platform TO carevault_ops WITH INHERIT FALSE, SET TRUE;
+
+CREATE EXTENSION IF NOT EXISTS vector;
+
+COMMIT;

@@ -1,0 +1,399 @@
+//! Domain types that validate on construction (`parse`), so the rest of the code never holds an
+//! invalid id, email, role, status or embedding. Errors never echo the refused value: it may be
+//! PHI.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ValidationError;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type)]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// Parses a UUID in any of its usual text forms.
+            pub fn parse(text: &str) -> Result<Self, ValidationError> {
+                Uuid::parse_str(text).map($name).map_err(|_| ValidationError::new($field, "must be a UUID"))
+            }
+
+            /// A fresh random id (v4).
+            pub fn new_random() -> Self {
+                $name(Uuid::new_v4())
+            }
+
+            /// The UUID.
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(uuid: Uuid) -> Self {
+                $name(uuid)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ValidationError;
+            fn from_str(text: &str) -> Result<Self, ValidationError> {
+                Self::parse(text)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A tenant's id.
+    TenantId,
+    "tenant_id"
+);
+id_type!(
+    /// A user's id.
+    UserId,
+    "user_id"
+);
+id_type!(
+    /// A document's id.
+    DocumentId,
+    "document_id"
+);
+id_type!(
+    /// An audit row's id.
+    AuditLogId,
+    "audit_log_id"
+);
+
+impl TenantId {
+    /// The seeded `System` tenant (`00000000-0000-0000-0000-000000000000`).
+    pub const SYSTEM: TenantId = TenantId(Uuid::nil());
+}
+
+/// An email address: trimmed, lower-cased, at most 255 characters, `local@domain` with a dot in
+/// the domain and no whitespace or control characters.
+///
+/// Lower-cased so that the unique index on `(tenant_id, email)` treats `Ann@x.org` and
+/// `ann@x.org` as the same person.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    /// Validates and normalises an address.
+    pub fn parse(text: &str) -> Result<Email, ValidationError> {
+        let invalid = |reason| Err(ValidationError::new("email", reason));
+        let email = text.trim().to_lowercase();
+        if email.is_empty() || email.chars().count() > 255 {
+            return invalid("must be 1 to 255 characters");
+        }
+        if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return invalid("must not contain spaces or control characters");
+        }
+        match email.split_once('@') {
+            Some((local, domain))
+                if !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.') =>
+            {
+                Ok(Email(email))
+            }
+            _ => invalid("must look like name@example.org"),
+        }
+    }
+
+    /// The normalised address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Generates a string enum with `parse`, `as_str` and serde in lower case.
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $reason:literal { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// Parses the lower-case name.
+            pub fn parse(text: &str) -> Result<Self, ValidationError> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(ValidationError::new($field, $reason)),
+                }
+            }
+
+            /// The lower-case name, as stored.
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// A user's role, which decides what the API lets them do (DESIGN §7.3).
+    UserRole, "role", "must be admin, member or viewer" {
+        /// Everything in the tenant, including users and the audit log.
+        Admin => "admin",
+        /// Reads, and writes documents.
+        Member => "member",
+        /// Reads only. Also what a NULL role in the database means.
+        Viewer => "viewer",
+    }
+);
+
+string_enum!(
+    /// A document's processing status.
+    DocumentStatus, "status", "must be processing, completed or failed" {
+        /// Uploaded, not yet processed (the default).
+        Processing => "processing",
+        /// Processed.
+        Completed => "completed",
+        /// Processing failed.
+        Failed => "failed",
+    }
+);
+
+string_enum!(
+    /// A tenant's status. Only `active` and `trial` tenants may use the API.
+    TenantStatus, "status", "must be active, suspended or trial" {
+        /// In use.
+        Active => "active",
+        /// Locked out by the platform operator.
+        Suspended => "suspended",
+        /// In use, on trial.
+        Trial => "trial",
+    }
+);
+
+impl TenantStatus {
+    /// Whether the tenant's users may use the service.
+    pub fn allows_access(&self) -> bool {
+        matches!(self, TenantStatus::Active | TenantStatus::Trial)
+    }
+}
+
+/// A bounded, trimmed, non-empty text without control characters (names, filenames, keys).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct BoundedText(String);
+
+impl BoundedText {
+    /// Validates `text` for `field`, at most `max` characters (the column's VARCHAR length).
+    pub fn parse(field: &'static str, text: &str, max: usize) -> Result<BoundedText, ValidationError> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err(ValidationError::new(field, "must not be empty"));
+        }
+        if trimmed.chars().count() > max {
+            return Err(ValidationError::new(field, "is too long"));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(ValidationError::new(field, "must not contain control characters"));
+        }
+        Ok(BoundedText(trimmed.to_string()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The number of dimensions of every embedding (`VECTOR(1024)`).
+pub const EMBEDDING_DIMENSIONS: usize = 1024;
+
+/// A document embedding: exactly 1024 finite values with a non-zero norm.
+///
+/// A zero vector has no cosine distance: `<=>` returns NaN for it and the HNSW index skips it, so
+/// it is refused here rather than silently never found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedding(Vec<f32>);
+
+impl Embedding {
+    /// Validates the values.
+    pub fn parse(values: Vec<f32>) -> Result<Embedding, ValidationError> {
+        let invalid = |reason| Err(ValidationError::new("embedding", reason));
+        if values.len() != EMBEDDING_DIMENSIONS {
+            return invalid("must have exactly 1024 values");
+        }
+        if values.iter().any(|v| !v.is_finite()) {
+            return invalid("values must be finite numbers");
+        }
+        // Accumulate in f64: the squares of tiny f32 values underflow to zero in f32.
+        let norm_squared: f64 = values.iter().map(|v| f64::from(*v) * f64::from(*v)).sum();
+        if norm_squared == 0.0 {
+            return invalid("must not be the zero vector");
+        }
+        Ok(Embedding(values))
+    }
+
+    /// The values.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.0
+    }
+
+    pub(crate) fn to_pgvector(&self) -> pgvector::Vector {
+        pgvector::Vector::from(self.0.clone())
+    }
+}
+
+/// The largest serialized metadata object accepted.
+pub const METADATA_MAX_BYTES: usize = 64 * 1024;
+/// The deepest nesting of metadata accepted.
+pub const METADATA_MAX_DEPTH: usize = 16;
+
+/// Document metadata: a JSON object of at most 64 KiB and 16 levels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Metadata(serde_json::Value);
+
+impl Metadata {
+    /// Validates a JSON value.
+    pub fn parse(value: serde_json::Value) -> Result<Metadata, ValidationError> {
+        if !value.is_object() {
+            return Err(ValidationError::new("metadata", "must be a JSON object"));
+        }
+        if depth(&value) > METADATA_MAX_DEPTH {
+            return Err(ValidationError::new("metadata", "is nested too deeply"));
+        }
+        if value.to_string().len() > METADATA_MAX_BYTES {
+            return Err(ValidationError::new("metadata", "is too large"));
+        }
+        Ok(Metadata(value))
+    }
+
+    /// An empty object.
+    pub fn empty() -> Metadata {
+        Metadata(serde_json::Value::Object(serde_json::Map::new()))
+    }
+
+    /// The JSON value.
+    pub fn as_value(&self) -> &serde_json::Value {
+        &self.0
+    }
+}
+
+fn depth(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// How many rows a list returns: 1 to 200, 50 by default (DESIGN §7.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit(u32);
+
+impl PageLimit {
+    /// The largest page.
+    pub const MAX: u32 = 200;
+
+    /// Validates a limit.
+    pub fn parse(limit: u32) -> Result<PageLimit, ValidationError> {
+        if (1..=Self::MAX).contains(&limit) {
+            Ok(PageLimit(limit))
+        } else {
+            Err(ValidationError::new("limit", "must be between 1 and 200"))
+        }
+    }
+
+    /// The limit.
+    pub fn get(&self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for PageLimit {
+    fn default() -> PageLimit {
+        PageLimit(50)
+    }
+}
+
+/// A keyset position in a list ordered newest first: the `(created_at, id)` of the last row of
+/// the previous page. Rows inserted meanwhile never shift a page, unlike OFFSET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// `created_at` of the last row seen.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// `id` of the last row seen (ties on `created_at`).
+    pub id: Uuid,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The rows, newest first.
+    pub items: Vec<T>,
+    /// Where the next page starts, or `None` on the last page.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// Which rows of a soft-deletable table a list returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Deleted {
+    /// Only rows that are not deleted (the default everywhere).
+    #[default]
+    Exclude,
+    /// Only soft-deleted rows.
+    Only,
+    /// Both.
+    Include,
+}
+
+impl Deleted {
+    /// The value bound as `$n::int` in the static SQL
+    /// `CASE $n WHEN 0 THEN deleted_at IS NULL WHEN 1 THEN deleted_at IS NOT NULL ELSE true END`.
+    pub(crate) fn code(&self) -> i32 {
+        match self {
+            Deleted::Exclude => 0,
+            Deleted::Only => 1,
+            Deleted::Include => 2,
+        }
+    }
+}
+
+/// Who is acting and from where; written into every audit row of a transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditContext {
+    /// The acting user (`None` for system actions such as just-in-time provisioning before the
+    /// user exists, or the platform path).
+    pub user_id: Option<UserId>,
+    /// The request id (stored in the audit metadata).
+    pub request_id: Option<String>,
+    /// The client's IP address.
+    pub ip_address: Option<std::net::IpAddr>,
+    /// The client's user agent (truncated to 512 characters).
+    pub user_agent: Option<String>,
+}

@@ -1,0 +1,92 @@
+use std::fmt;
+
+/// A value refused by a domain type (DESIGN §7.3 maps it to `VAL_003`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    /// The field that was refused.
+    pub field: &'static str,
+    /// Why, in words safe to show to the caller (never the value itself: it may be PHI).
+    pub reason: &'static str,
+}
+
+impl ValidationError {
+    /// A refusal of `field` for `reason`.
+    pub fn new(field: &'static str, reason: &'static str) -> ValidationError {
+        ValidationError { field, reason }
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+/// Errors of the data layer.
+///
+/// The variants are what a caller must tell apart (not found, conflict, bad input, database
+/// unavailable); everything else is [`DbError::Database`].
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No such row in the current tenant. Another tenant's row gives exactly this too.
+    #[error("not found")]
+    NotFound,
+    /// The change conflicts with the current state (an active user already has this email, the
+    /// row is not deleted, ...).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The input was refused by a domain type.
+    #[error("invalid input: {0}")]
+    Invalid(#[from] ValidationError),
+    /// No pooled connection became free within the acquire timeout.
+    #[error("database pool exhausted")]
+    PoolExhausted,
+    /// The database could not be reached.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error (permission denied, constraint, ...).
+    #[error(transparent)]
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(error: sqlx::Error) -> DbError {
+        match error {
+            sqlx::Error::PoolTimedOut => DbError::PoolExhausted,
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => DbError::Unavailable(error),
+            other => DbError::Database(other),
+        }
+    }
+}
+
+impl DbError {
+    /// The PostgreSQL SQLSTATE of a database error, if any (e.g. `42501` permission denied).
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            DbError::Database(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// Maps a unique violation on `constraint` to [`DbError::Conflict`], anything else unchanged.
+pub(crate) fn conflict_on(constraint: &'static str, message: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+    move |error| match &error {
+        sqlx::Error::Database(db) if db.constraint() == Some(constraint) => DbError::Conflict(message),
+        _ => error.into(),
+    }
+}
+
+/// Maps a foreign-key violation to [`DbError::NotFound`]: the referenced row does not exist in
+/// this tenant (another tenant's row looks exactly like a missing one).
+pub(crate) fn missing_reference(error: sqlx::Error) -> DbError {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => DbError::NotFound,
+        _ => error.into(),
+    }
+}

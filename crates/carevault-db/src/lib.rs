@@ -1,0 +1,38 @@
+//! carevault's data layer: the schema, tenant isolation, and the repositories.
+//!
+//! The only crate that writes SQL. Tenant code reaches tenant tables through exactly one door,
+//! [`TenantTx`], which switches to the restricted role `carevault_app` and sets the tenant for
+//! row-level security before anything else runs (see `tenant_tx.rs`: the whole protocol is in
+//! that one file). Cross-tenant administration goes through [`PlatformTx`] on a separate
+//! [`PlatformPool`]. Every access to patient data writes its audit row in the same transaction.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), carevault_db::DbError> {
+//! use carevault_db::{AppPool, AuditContext, PoolConfig, TenantId, TenantTx};
+//!
+//! let pool = AppPool::connect_lazy("postgres://carevault_api@localhost/carevault", PoolConfig::default())?;
+//! let tenant = TenantId::parse("3f2b8c1e-0000-4000-8000-000000000001")?;
+//! let mut tx = TenantTx::begin(&pool, tenant, AuditContext::default()).await?;
+//! let me = tx.tenant().read().await?; // audited `tenant.read`
+//! tx.commit().await?;
+//! println!("{}", me.name);
+//! # Ok(()) }
+//! ```
+
+mod domain;
+mod error;
+pub mod migrate;
+mod platform_tx;
+mod pool;
+pub mod repo;
+mod tenant_tx;
+
+pub use domain::{
+    AuditContext, AuditLogId, BoundedText, Cursor, Deleted, DocumentId, DocumentStatus, EMBEDDING_DIMENSIONS, Email,
+    Embedding, METADATA_MAX_BYTES, METADATA_MAX_DEPTH, Metadata, Page, PageLimit, TenantId, TenantStatus, UserId,
+    UserRole,
+};
+pub use error::{DbError, ValidationError};
+pub use platform_tx::PlatformTx;
+pub use pool::{AppPool, PlatformPool, PoolConfig};
+pub use tenant_tx::TenantTx;

@@ -1,0 +1,130 @@
+//! The schema: reversible migrations, the superuser bootstrap, and `migrate up | down | status`.
+//!
+//! Migrations 1–7 are the reference schema, names unchanged; 8–13 are our hardening (DESIGN §5.2).
+//! Each runs in its own transaction under sqlx's per-database advisory lock, so two `migrate up`
+//! at once are safe: the second waits, then finds nothing to do. The bootstrap (roles and
+//! `CREATE EXTENSION vector`) needs a superuser; [`up`] runs it first when it has the rights, and
+//! otherwise checks that a DBA has.
+
+use sqlx::migrate::Migrator;
+use sqlx::{PgPool, Row};
+
+use crate::DbError;
+
+/// The migrations, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The bootstrap SQL for a DBA: cluster-wide roles, per-database extension. Idempotent.
+pub const BOOTSTRAP_SQL: &str = include_str!("../sql/bootstrap.sql");
+
+/// The newest migration version this binary knows.
+pub fn head_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// What [`up`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpReport {
+    /// Whether the bootstrap ran (the connection is a superuser).
+    pub bootstrapped: bool,
+    /// The version applied before, and after.
+    pub from_version: i64,
+    /// The version now applied.
+    pub to_version: i64,
+}
+
+/// Bootstraps when connected as a superuser, then applies every pending migration.
+///
+/// Without superuser rights the bootstrap is skipped; if a DBA has not run it, migration 1 or 8
+/// fails with a message naming `carevault migrate bootstrap-sql`.
+#[tracing::instrument(skip_all)]
+pub async fn up(pool: &PgPool) -> Result<UpReport, DbError> {
+    let bootstrapped = is_superuser(pool).await?;
+    if bootstrapped {
+        bootstrap(pool).await?;
+    }
+    let from_version = current_version(pool).await?;
+    MIGRATOR.run(pool).await?;
+    Ok(UpReport { bootstrapped, from_version, to_version: current_version(pool).await? })
+}
+
+/// Reverts every migration above `target` (`0` reverts everything). Roles and the extension are
+/// never dropped: other databases in the cluster use them.
+#[tracing::instrument(skip(pool))]
+pub async fn down(pool: &PgPool, target: i64) -> Result<(), DbError> {
+    if target < 0 {
+        return Err(DbError::Invalid(crate::ValidationError::new("target", "must be 0 or a migration version")));
+    }
+    MIGRATOR.undo(pool, target).await?;
+    Ok(())
+}
+
+/// Runs [`BOOTSTRAP_SQL`]. Needs a superuser.
+pub async fn bootstrap(pool: &PgPool) -> Result<(), DbError> {
+    let mut conn = pool.acquire().await?;
+    if let Err(error) = sqlx::raw_sql(BOOTSTRAP_SQL).execute(&mut *conn).await {
+        // A failed statement inside the script's BEGIN leaves the session in an aborted
+        // transaction; never hand such a connection back to the pool.
+        conn.close_on_drop();
+        return Err(error.into());
+    }
+    Ok(())
+}
+
+/// One migration and whether it is applied.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MigrationStatus {
+    /// Its version.
+    pub version: i64,
+    /// Its name (the reference's names for 1–7).
+    pub description: String,
+    /// Whether it is applied (successfully).
+    pub applied: bool,
+    /// Whether the applied checksum differs from this binary's (the file was edited).
+    pub checksum_mismatch: bool,
+}
+
+/// The state of every migration this binary knows, oldest first, plus whether the database holds
+/// a failed ("dirty") migration.
+pub async fn status(pool: &PgPool) -> Result<(Vec<MigrationStatus>, Option<i64>), DbError> {
+    let applied = if migrations_table_exists(pool).await? {
+        sqlx::query("SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version").fetch_all(pool).await?
+    } else {
+        Vec::new()
+    };
+    let dirty = applied.iter().find(|row| !row.get::<bool, _>("success")).map(|row| row.get::<i64, _>("version"));
+    let statuses = MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| {
+            let row = applied.iter().find(|row| row.get::<i64, _>("version") == m.version);
+            MigrationStatus {
+                version: m.version,
+                description: m.description.to_string(),
+                applied: row.is_some_and(|row| row.get::<bool, _>("success")),
+                checksum_mismatch: row.is_some_and(|row| row.get::<Vec<u8>, _>("checksum") != *m.checksum),
+            }
+        })
+        .collect();
+    Ok((statuses, dirty))
+}
+
+/// The highest applied migration version (0 when none).
+pub async fn current_version(pool: &PgPool) -> Result<i64, DbError> {
+    if !migrations_table_exists(pool).await? {
+        return Ok(0);
+    }
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success").fetch_one(pool).await?;
+    Ok(version.unwrap_or(0))
+}
+
+async fn migrations_table_exists(pool: &PgPool) -> Result<bool, DbError> {
+    Ok(sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?)
+}
+
+async fn is_superuser(pool: &PgPool) -> Result<bool, DbError> {
+    Ok(sqlx::query_scalar("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")
+        .fetch_one(pool)
+        .await?)
+}

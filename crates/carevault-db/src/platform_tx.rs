@@ -1,0 +1,70 @@
+//! The platform transaction: cross-tenant administration (tenants, maintenance).
+//!
+//! It switches to `carevault_platform`, whose policies allow every row of `tenants` and
+//! `audit_logs` and nothing else: it cannot read users or documents. It is reachable only with a
+//! [`PlatformPool`], which the tenant request path never holds.
+
+use serde_json::{Value, json};
+use sqlx::{PgConnection, Postgres, Transaction};
+
+use crate::domain::{AuditContext, TenantId};
+use crate::tenant_tx::{audit_metadata, truncate_user_agent};
+use crate::{DbError, PlatformPool};
+
+/// A transaction running as `carevault_platform`.
+#[derive(Debug)]
+pub struct PlatformTx {
+    tx: Transaction<'static, Postgres>,
+    context: AuditContext,
+}
+
+impl PlatformTx {
+    /// Opens a platform transaction. The context's `user_id` is ignored: platform actions have
+    /// no tenant user.
+    pub async fn begin(pool: &PlatformPool, context: AuditContext) -> Result<PlatformTx, DbError> {
+        let mut tx = pool.0.begin().await?;
+        sqlx::query("SELECT set_config('role', 'carevault_platform', true)").execute(&mut *tx).await?;
+        Ok(PlatformTx { tx, context: AuditContext { user_id: None, ..context } })
+    }
+
+    /// Commits the work and its audit rows together.
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rolls back the work and its audit rows.
+    pub async fn rollback(self) -> Result<(), DbError> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Appends an audit row to `tenant_id`'s log: no user, `metadata.actor = "platform"`.
+    pub(crate) async fn audit(
+        &mut self,
+        tenant_id: TenantId,
+        action: &'static str,
+        details: Value,
+    ) -> Result<(), DbError> {
+        let mut metadata = audit_metadata(&self.context, details);
+        if let Value::Object(map) = &mut metadata {
+            map.insert("actor".into(), json!("platform"));
+        }
+        sqlx::query(
+            "INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id, ip_address, user_agent, metadata) \
+             VALUES ($1, NULL, $2, 'tenant', $1, $3::inet, $4, $5)",
+        )
+        .bind(tenant_id)
+        .bind(action)
+        .bind(self.context.ip_address.map(|ip| ip.to_string()))
+        .bind(self.context.user_agent.as_deref().map(truncate_user_agent))
+        .bind(metadata)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}

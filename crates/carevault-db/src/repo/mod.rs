@@ -1,0 +1,52 @@
+//! Repositories: every SQL statement of carevault, reached through [`crate::TenantTx`] or
+//! [`crate::PlatformTx`].
+//!
+//! Every query also filters on `tenant_id` itself: RLS is the second line of defence, so a bug in
+//! one of the two is not enough to leak (DESIGN §3).
+
+// The columns each query returns, as macros so that `concat!` can build the `&'static str` SQL
+// text that sqlx 0.9 requires (`SqlSafeStr`), with no run-time string formatting.
+macro_rules! tenant_columns {
+    () => {
+        "id, name, status, kms_key_arn, created_at, updated_at, deleted_at"
+    };
+}
+macro_rules! user_columns {
+    () => {
+        "id, tenant_id, email, external_idp_id, full_name, role, last_login_at, created_at, updated_at, deleted_at"
+    };
+}
+macro_rules! document_columns {
+    () => {
+        "id, tenant_id, user_id, s3_key, s3_bucket, filename, content_type, size_bytes, status, metadata, \
+         embedding_vector IS NOT NULL AS has_embedding, created_at, updated_at, deleted_at"
+    };
+}
+
+mod audit;
+mod current_tenant;
+mod documents;
+mod search;
+mod tenants;
+mod users;
+
+pub use audit::{AuditEntry, AuditFilter, AuditLog, actions};
+pub use current_tenant::CurrentTenant;
+pub use documents::{Document, DocumentFilter, DocumentUpdate, Documents, NewDocument};
+pub use search::{SearchHit, SearchLimit, Threshold};
+pub use tenants::{Tenant, Tenants};
+pub use users::{NewUser, User, UserUpdate, Users};
+
+use crate::domain::{Cursor, Page, PageLimit};
+
+/// Splits `limit + 1` fetched rows into a page and the cursor of the next one.
+pub(crate) fn into_page<T>(mut rows: Vec<T>, limit: PageLimit, key: impl Fn(&T) -> Cursor) -> Page<T> {
+    let limit = limit.get() as usize;
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(key)
+    } else {
+        None
+    };
+    Page { items: rows, next_cursor }
+}

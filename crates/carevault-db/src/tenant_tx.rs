@@ -1,0 +1,145 @@
+//! The tenant transaction: the only door to tenant tables, and the whole RLS protocol in one file.
+//!
+//! [`TenantTx::begin`] opens a transaction and, in one round trip, before anything else runs:
+//!
+//! ```sql
+//! SELECT set_config('role', 'carevault_app', true),               -- SET LOCAL ROLE
+//!        set_config('app.current_tenant_id', '<tenant uuid>', true),
+//!        set_config('app.current_user_id', '<user uuid or empty>', true)
+//! ```
+//!
+//! * `set_config(..., true)` is transaction-local: at COMMIT or ROLLBACK all three revert, so
+//!   nothing leaks to the next user of a pooled connection, and it works behind PgBouncer in
+//!   transaction mode. (The reference used `SET LOCAL app.current_tenant_id = $1`, which is a
+//!   syntax error: `SET` takes no bind parameters.)
+//! * Switching to `carevault_app` makes RLS apply even when the pool logs in as a superuser or
+//!   the table owner: the policies are `TO carevault_app`, and `carevault_app` is neither
+//!   superuser, BYPASSRLS nor owner.
+//! * The pool's `after_release` hook ([`crate::AppPool`]) re-checks that the role and settings are
+//!   gone, and closes the connection otherwise.
+//!
+//! Every repository method writes its audit row through [`TenantTx::audit`] on the same
+//! transaction, so an action without its audit row cannot commit. The SQL executor is private:
+//! code outside this crate can only call the repositories.
+
+use serde_json::{Map, Value, json};
+use sqlx::{PgConnection, Postgres, Transaction};
+
+use crate::domain::{AuditContext, TenantId};
+use crate::{AppPool, DbError};
+
+/// A transaction bound to one tenant, running as `carevault_app`.
+///
+/// Dropping it without [`TenantTx::commit`] rolls everything back, audit rows included.
+///
+/// ```no_run
+/// # async fn example(pool: &carevault_db::AppPool, tenant: carevault_db::TenantId) -> Result<(), carevault_db::DbError> {
+/// use carevault_db::{AuditContext, Deleted, PageLimit, TenantTx};
+///
+/// let mut tx = TenantTx::begin(pool, tenant, AuditContext::default()).await?;
+/// let page = tx.users().list(Deleted::Exclude, PageLimit::default(), None).await?;
+/// tx.commit().await?; // the `user.listed` audit row commits with the read
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TenantTx {
+    tx: Transaction<'static, Postgres>,
+    tenant_id: TenantId,
+    context: AuditContext,
+}
+
+impl TenantTx {
+    /// Opens a transaction for `tenant_id`, switched to `carevault_app`.
+    ///
+    /// An unknown tenant is not an error here: RLS then shows nothing (callers that must reject
+    /// unknown tenants check [`crate::repo::CurrentTenant::lookup`]).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id))]
+    pub async fn begin(pool: &AppPool, tenant_id: TenantId, context: AuditContext) -> Result<TenantTx, DbError> {
+        let mut tx = pool.0.begin().await?;
+        let user_id = context.user_id.map(|id| id.to_string()).unwrap_or_default();
+        sqlx::query(
+            "SELECT set_config('role', 'carevault_app', true), \
+                    set_config('app.current_tenant_id', $1, true), \
+                    set_config('app.current_user_id', $2, true)",
+        )
+        .bind(tenant_id.to_string())
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        Ok(TenantTx { tx, tenant_id, context })
+    }
+
+    /// The tenant this transaction is bound to.
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+
+    /// Who is acting.
+    pub fn context(&self) -> &AuditContext {
+        &self.context
+    }
+
+    /// Commits the work and its audit rows together.
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rolls back the work and its audit rows.
+    pub async fn rollback(self) -> Result<(), DbError> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+
+    /// The connection, for the repositories of this crate only.
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Appends an audit row for this tenant, on this transaction.
+    ///
+    /// `details` must hold no PHI: ids, counts and field *names* only. The request id is added.
+    pub(crate) async fn audit(
+        &mut self,
+        action: &'static str,
+        resource_type: &'static str,
+        resource_id: uuid::Uuid,
+        details: Value,
+    ) -> Result<(), DbError> {
+        let metadata = audit_metadata(&self.context, details);
+        let context = &self.context;
+        sqlx::query(
+            "INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id, ip_address, user_agent, metadata) \
+             VALUES ($1, $2, $3, $4, $5, $6::inet, $7, $8)",
+        )
+        .bind(self.tenant_id)
+        .bind(context.user_id)
+        .bind(action)
+        .bind(resource_type)
+        .bind(resource_id)
+        .bind(context.ip_address.map(|ip| ip.to_string()))
+        .bind(context.user_agent.as_deref().map(truncate_user_agent))
+        .bind(metadata)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The audit metadata: `details` plus the request id.
+pub(crate) fn audit_metadata(context: &AuditContext, details: Value) -> Value {
+    let mut metadata = match details {
+        Value::Object(map) => map,
+        Value::Null => Map::new(),
+        other => Map::from_iter([("details".to_string(), other)]),
+    };
+    if let Some(request_id) = &context.request_id {
+        metadata.insert("request_id".into(), json!(request_id));
+    }
+    Value::Object(metadata)
+}
+
+/// User agents are attacker-controlled; keep at most 512 characters.
+pub(crate) fn truncate_user_agent(agent: &str) -> String {
+    agent.chars().take(512).collect()
+}
