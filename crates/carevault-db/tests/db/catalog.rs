@@ -1,0 +1,274 @@
+//! The catalog: roles, privileges and policies are what DESIGN §5.1 says, and the schema does
+//! not change by accident. These tests read the catalog, which needs no superuser.
+
+use std::collections::BTreeSet;
+
+use carevault_testdb::TestDb;
+use sqlx::PgPool;
+
+async fn pool(db: &TestDb) -> PgPool {
+    // Catalog reads only; any login works, and the runtime login proves the catalog is readable
+    // by it (doctor will run the same queries).
+    PgPool::connect(&db.app_url()).await.expect("connect")
+}
+
+#[tokio::test]
+async fn runtime_roles_are_restricted_and_own_nothing() {
+    let db = TestDb::new().await;
+    let pool = pool(&db).await;
+    let roles: Vec<(String, bool, bool, bool, bool)> = sqlx::query_as(
+        "SELECT rolname::text, rolsuper, rolbypassrls, rolcanlogin, rolinherit FROM pg_roles \
+         WHERE rolname LIKE 'carevault\\_%' ORDER BY rolname",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        roles,
+        vec![
+            ("carevault_api".into(), false, false, true, false),
+            ("carevault_app".into(), false, false, false, false),
+            ("carevault_ops".into(), false, false, true, false),
+            ("carevault_platform".into(), false, false, false, false),
+        ]
+    );
+    // Each login role is a member of exactly its runtime role, may SET it, inherits nothing.
+    let memberships: Vec<(String, String, bool, bool)> = sqlx::query_as(
+        "SELECT m.rolname::text, r.rolname::text, a.inherit_option, a.set_option FROM pg_auth_members a \
+         JOIN pg_roles m ON m.oid = a.member JOIN pg_roles r ON r.oid = a.roleid \
+         WHERE m.rolname LIKE 'carevault\\_%' OR r.rolname LIKE 'carevault\\_%' ORDER BY 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let carevault: Vec<_> = memberships.into_iter().filter(|m| m.0.starts_with("carevault_")).collect();
+    assert_eq!(
+        carevault,
+        vec![
+            ("carevault_api".into(), "carevault_app".into(), false, true),
+            ("carevault_ops".into(), "carevault_platform".into(), false, true),
+        ]
+    );
+    let owned: i64 = sqlx::query_scalar(
+        "WITH r AS (SELECT oid FROM pg_roles WHERE rolname LIKE 'carevault\\_%') \
+         SELECT (SELECT count(*) FROM pg_class WHERE relowner IN (SELECT oid FROM r)) \
+              + (SELECT count(*) FROM pg_proc WHERE proowner IN (SELECT oid FROM r)) \
+              + (SELECT count(*) FROM pg_namespace WHERE nspowner IN (SELECT oid FROM r)) \
+              + (SELECT count(*) FROM pg_type WHERE typowner IN (SELECT oid FROM r)) \
+              + (SELECT count(*) FROM pg_database WHERE datdba IN (SELECT oid FROM r))",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(owned, 0);
+}
+
+#[tokio::test]
+async fn privileges_are_exactly_the_designed_ones() {
+    let db = TestDb::new().await;
+    let pool = pool(&db).await;
+    let granted: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT r.rolname::text, c.relname::text, p FROM pg_class c \
+         CROSS JOIN unnest(ARRAY['SELECT','INSERT','UPDATE','DELETE','TRUNCATE','REFERENCES','TRIGGER']) AS p \
+         CROSS JOIN pg_roles r \
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+           AND r.rolname IN ('carevault_app', 'carevault_platform', 'carevault_api', 'carevault_ops') \
+           AND has_table_privilege(r.oid, c.oid, p) \
+         ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let expected: Vec<(String, String, String)> = [
+        ("carevault_app", "_sqlx_migrations", "SELECT"),
+        ("carevault_app", "audit_logs", "INSERT"),
+        ("carevault_app", "audit_logs", "SELECT"),
+        ("carevault_app", "documents", "INSERT"),
+        ("carevault_app", "documents", "SELECT"),
+        ("carevault_app", "documents", "UPDATE"),
+        ("carevault_app", "tenants", "SELECT"),
+        ("carevault_app", "users", "INSERT"),
+        ("carevault_app", "users", "SELECT"),
+        ("carevault_app", "users", "UPDATE"),
+        ("carevault_platform", "audit_logs", "INSERT"),
+        ("carevault_platform", "audit_logs", "SELECT"),
+        ("carevault_platform", "tenants", "INSERT"),
+        ("carevault_platform", "tenants", "SELECT"),
+        ("carevault_platform", "tenants", "UPDATE"),
+    ]
+    .into_iter()
+    .map(|(r, t, p)| (r.to_string(), t.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(granted, expected);
+
+    let schema_create: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT rolname::text, has_schema_privilege(oid, 'public', 'CREATE') FROM pg_roles \
+         WHERE rolname LIKE 'carevault\\_%' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(schema_create.iter().all(|(_, create)| !create), "{schema_create:?}");
+    let definers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND prosecdef")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(definers, 0);
+}
+
+#[tokio::test]
+async fn every_tenant_table_has_forced_rls_a_guard_and_a_policy_per_granted_command() {
+    let db = TestDb::new().await;
+    let pool = pool(&db).await;
+    // Every table holding a tenant_id column, plus tenants itself.
+    let tables: Vec<(String, bool, bool)> = sqlx::query_as(
+        "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c \
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' \
+           AND (c.relname = 'tenants' OR EXISTS (SELECT 1 FROM pg_attribute a \
+                WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)) \
+         ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(),
+        ["audit_logs", "documents", "tenants", "users"]
+    );
+    assert!(tables.iter().all(|t| t.1 && t.2), "RLS enabled and forced: {tables:?}");
+
+    for (table, _, _) in &tables {
+        for role in ["carevault_app", "carevault_platform"] {
+            // (command letter, permissive, has USING, has WITH CHECK) of policies applying to role.
+            let policies: Vec<(String, bool, bool, bool)> = sqlx::query_as(
+                "SELECT polcmd::text, polpermissive, polqual IS NOT NULL, polwithcheck IS NOT NULL FROM pg_policy \
+                 WHERE polrelid = $1::regclass AND $2::regrole = ANY (polroles)",
+            )
+            .bind(table)
+            .bind(role)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            for (privilege, letter) in [("SELECT", "r"), ("INSERT", "a"), ("UPDATE", "w"), ("DELETE", "d")] {
+                let granted: bool = sqlx::query_scalar("SELECT has_table_privilege($1::regrole, $2::regclass, $3)")
+                    .bind(role)
+                    .bind(table)
+                    .bind(privilege)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                if !granted {
+                    continue;
+                }
+                let covering: Vec<_> = policies.iter().filter(|p| p.1 && (p.0 == letter || p.0 == "*")).collect();
+                assert!(!covering.is_empty(), "{role} may {privilege} {table} but no permissive policy covers it");
+                // Every write path is checked: INSERT and UPDATE policies carry WITH CHECK.
+                if matches!(privilege, "INSERT" | "UPDATE") {
+                    assert!(covering.iter().all(|p| p.3), "{role} {privilege} {table}: a policy without WITH CHECK");
+                }
+            }
+            if role == "carevault_app" {
+                let guard = policies.iter().any(|p| p.0 == "*" && !p.1 && p.2 && p.3);
+                assert!(guard, "{table} has no restrictive tenant guard for {role}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn policies_read_the_tenant_setting_once_per_query() {
+    let db = TestDb::new().await;
+    let pool = pool(&db).await;
+    let expressions: Vec<String> = sqlx::query_scalar(
+        "SELECT coalesce(qual, with_check) FROM pg_policies \
+         WHERE schemaname = 'public' AND 'carevault_app' = ANY (roles)",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(!expressions.is_empty());
+    for expression in &expressions {
+        // A sub-select becomes an InitPlan evaluated once; nullif guards the '' left behind by an
+        // ended transaction.
+        assert!(
+            expression
+                .contains("( SELECT (NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text))::uuid"),
+            "{expression}"
+        );
+    }
+}
+
+/// A text dump of the schema: an accidental change (a dropped index, a loosened policy, a column
+/// type) fails this snapshot. Update it deliberately with `INSTA_UPDATE=always`.
+#[tokio::test]
+async fn schema_snapshot() {
+    let db = TestDb::new().await;
+    let pool = pool(&db).await;
+    let sections = [
+        (
+            "columns",
+            "SELECT c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) \
+                    || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END \
+                    || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '') \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND c.relname <> '_sqlx_migrations' \
+               AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY c.relname, a.attnum",
+        ),
+        (
+            "constraints",
+            "SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint \
+             WHERE connamespace = 'public'::regnamespace AND conrelid <> 0 AND conrelid <> '_sqlx_migrations'::regclass \
+             ORDER BY 1",
+        ),
+        (
+            "indexes",
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename <> '_sqlx_migrations' ORDER BY indexname",
+        ),
+        (
+            "policies",
+            "SELECT tablename || ' ' || policyname || ' ' || permissive || ' ' || cmd || ' TO ' || array_to_string(roles, ',') \
+                    || coalesce(' USING ' || qual, '') || coalesce(' CHECK ' || with_check, '') \
+             FROM pg_policies WHERE schemaname = 'public' ORDER BY tablename, policyname",
+        ),
+        (
+            "tables",
+            "SELECT relname || ' rls=' || relrowsecurity || ' force=' || relforcerowsecurity FROM pg_class \
+             WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' AND relname <> '_sqlx_migrations' ORDER BY 1",
+        ),
+        (
+            "triggers",
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal ORDER BY tgrelid::regclass::text, tgname",
+        ),
+        (
+            "functions",
+            "SELECT proname || ' secdef=' || prosecdef || ' config=' || coalesce(array_to_string(proconfig, ','), '') \
+                    || ' execute=' || coalesce(array_to_string(proacl, ','), 'default') \
+             FROM pg_proc WHERE pronamespace = 'public'::regnamespace \
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = pg_proc.oid AND d.deptype = 'e') \
+             ORDER BY proname",
+        ),
+    ];
+    let mut dump = String::new();
+    for (title, sql) in sections {
+        let lines: Vec<String> = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+        dump.push_str(&format!("## {title}\n"));
+        for line in lines {
+            dump.push_str(&line);
+            dump.push('\n');
+        }
+    }
+    let migrations: BTreeSet<String> = carevault_db::migrate::MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| format!("{:04} {}", m.version, m.description))
+        .collect();
+    dump.push_str("## migrations\n");
+    for line in migrations {
+        dump.push_str(&line);
+        dump.push('\n');
+    }
+    insta::assert_snapshot!("schema", dump);
+}

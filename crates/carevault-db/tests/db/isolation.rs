@@ -1,0 +1,229 @@
+//! Our isolation guarantees beyond the reference suite.
+
+use carevault_db::repo::{DocumentUpdate, UserUpdate, actions};
+use carevault_db::{AuditContext, DbError, DocumentId, DocumentStatus, TenantTx, UserId, UserRole};
+use carevault_testdb::TestDb;
+
+use crate::fixtures::{app_session, as_user, audit_count, document, message, new_document, sqlstate, tenant, user};
+
+#[tokio::test]
+async fn no_foreign_key_can_reference_another_tenants_row() {
+    let db = TestDb::new().await;
+    let (pool, platform) = (db.app_pool(2), db.platform_pool());
+    let (a, b) = (tenant(&platform, "A").await, tenant(&platform, "B").await);
+    let alice = user(&pool, a, "alice@a.test", UserRole::Member).await;
+    let bob = user(&pool, b, "bob@b.test", UserRole::Member).await;
+
+    // Raw SQL in tenant A naming tenant B's user: the composite keys refuse it (23503), exactly as
+    // for a user id that does not exist.
+    let mut conn = app_session(&db, Some(a)).await;
+    for user_id in [bob.id.as_uuid(), uuid::Uuid::new_v4()] {
+        let document = sqlx::query(
+            "INSERT INTO documents (tenant_id, user_id, s3_key, s3_bucket, filename) VALUES ($1, $2, 'k', 'b', 'f')",
+        )
+        .bind(a)
+        .bind(user_id)
+        .execute(&mut conn)
+        .await;
+        assert_eq!(sqlstate(document), "23503");
+        let audit = sqlx::query(
+            "INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id) VALUES ($1, $2, 'x', 'y', $1)",
+        )
+        .bind(a)
+        .bind(user_id)
+        .execute(&mut conn)
+        .await;
+        assert_eq!(sqlstate(audit), "23503");
+    }
+    // Moving an own document onto tenant B's user is refused too.
+    let own = document(&pool, &alice, "a.pdf").await;
+    let moved = sqlx::query("UPDATE documents SET user_id = $1 WHERE id = $2")
+        .bind(bob.id)
+        .bind(own.id)
+        .execute(&mut conn)
+        .await;
+    assert_eq!(sqlstate(moved), "23503");
+
+    // Through the data layer: another tenant's user is simply not found.
+    let mut tx = TenantTx::begin(&pool, a, as_user(&alice)).await.unwrap();
+    let mut forged = new_document(&alice, "x.pdf", None);
+    forged.user_id = bob.id;
+    assert!(matches!(tx.documents().create(forged).await, Err(DbError::NotFound)));
+}
+
+/// What a data-layer call answered, reduced to what a caller can observe.
+fn outcome<T>(result: Result<T, DbError>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(error) => format!("{error:?}"),
+    }
+}
+
+#[tokio::test]
+async fn another_tenants_id_behaves_exactly_like_a_random_id() {
+    let db = TestDb::new().await;
+    let (pool, platform) = (db.app_pool(2), db.platform_pool());
+    let (a, b) = (tenant(&platform, "A").await, tenant(&platform, "B").await);
+    let alice = user(&pool, a, "alice@a.test", UserRole::Admin).await;
+    let bob = user(&pool, b, "bob@b.test", UserRole::Admin).await;
+    let bob_doc = document(&pool, &bob, "b.pdf").await;
+    let audit_before = audit_count(&db, a, actions::DOCUMENT_READ).await;
+
+    for (their_user, their_doc) in [(bob.id, bob_doc.id), (UserId::new_random(), DocumentId::new_random())] {
+        let mut tx = TenantTx::begin(&pool, a, as_user(&alice)).await.unwrap();
+        let observed = vec![
+            outcome(tx.users().get(their_user).await),
+            outcome(
+                tx.users()
+                    .update(their_user, UserUpdate { role: Some(UserRole::Viewer), ..UserUpdate::default() })
+                    .await,
+            ),
+            outcome(tx.users().soft_delete(their_user).await),
+            outcome(tx.users().restore(their_user).await),
+            outcome(tx.users().record_login(their_user).await),
+            outcome(tx.documents().get(their_doc).await),
+            outcome(tx.documents().get_with_embedding(their_doc).await),
+            outcome(
+                tx.documents()
+                    .update(
+                        their_doc,
+                        DocumentUpdate { status: Some(DocumentStatus::Failed), ..DocumentUpdate::default() },
+                    )
+                    .await,
+            ),
+            outcome(tx.documents().soft_delete(their_doc).await),
+            outcome(tx.documents().restore(their_doc).await),
+        ];
+        assert!(observed.iter().all(|o| o == "NotFound"), "{observed:?}");
+        tx.commit().await.unwrap();
+    }
+    // Nothing was audited for the misses, and tenant B's rows are untouched.
+    assert_eq!(audit_count(&db, a, actions::DOCUMENT_READ).await, audit_before);
+    let mut tx = TenantTx::begin(&pool, b, as_user(&bob)).await.unwrap();
+    let doc = tx.documents().get(bob_doc.id).await.unwrap();
+    assert_eq!((doc.status, doc.deleted_at, doc.updated_at), (DocumentStatus::Processing, None, bob_doc.updated_at));
+    let user = tx.users().get(bob.id).await.unwrap();
+    assert_eq!((user.role, user.last_login_at), (UserRole::Admin, None));
+}
+
+#[tokio::test]
+async fn tenant_id_cannot_change() {
+    let db = TestDb::new().await;
+    let (pool, platform) = (db.app_pool(2), db.platform_pool());
+    let (a, b) = (tenant(&platform, "A").await, tenant(&platform, "B").await);
+    let alice = user(&pool, a, "alice@a.test", UserRole::Member).await;
+    let doc = document(&pool, &alice, "a.pdf").await;
+
+    let mut conn = app_session(&db, Some(a)).await;
+    for statement in ["UPDATE users SET tenant_id = $1", "UPDATE documents SET tenant_id = $1"] {
+        let result = sqlx::query(statement).bind(b).execute(&mut conn).await;
+        assert!(["42501", "23000"].contains(&sqlstate(result).as_str()), "{statement}");
+    }
+    // Not even the owner can move a row: the trigger refuses it for every role.
+    let owner = db.owner_pool().await;
+    let result =
+        sqlx::query("UPDATE documents SET tenant_id = $1 WHERE id = $2").bind(b).bind(doc.id).execute(&owner).await;
+    assert!(message(result).contains("tenant_id is immutable"));
+    let result =
+        sqlx::query("UPDATE users SET id = gen_random_uuid() WHERE id = $1").bind(alice.id).execute(&owner).await;
+    assert!(message(result).contains("id is immutable"));
+}
+
+#[tokio::test]
+async fn updated_at_moves_on_a_raw_sql_update() {
+    let db = TestDb::new().await;
+    let (pool, platform) = (db.app_pool(2), db.platform_pool());
+    let a = tenant(&platform, "A").await;
+    let alice = user(&pool, a, "alice@a.test", UserRole::Member).await;
+    let doc = document(&pool, &alice, "a.pdf").await;
+
+    let mut conn = app_session(&db, Some(a)).await;
+    let (user_after, doc_after): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) = {
+        // The application never sets updated_at: the trigger does.
+        let u = sqlx::query_scalar("UPDATE users SET full_name = 'Alice' WHERE id = $1 RETURNING updated_at")
+            .bind(alice.id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let d = sqlx::query_scalar("UPDATE documents SET status = 'completed' WHERE id = $1 RETURNING updated_at")
+            .bind(doc.id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        (u, d)
+    };
+    assert!(user_after > alice.updated_at);
+    assert!(doc_after > doc.updated_at);
+    // A forged updated_at is overwritten too.
+    let forged: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("UPDATE documents SET updated_at = '2000-01-01' WHERE id = $1 RETURNING updated_at")
+            .bind(doc.id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(forged > doc.updated_at);
+}
+
+#[tokio::test]
+async fn a_failed_transaction_leaves_neither_the_write_nor_its_audit_row() {
+    let db = TestDb::new().await;
+    let (pool, platform) = (db.app_pool(2), db.platform_pool());
+    let a = tenant(&platform, "A").await;
+    let alice = user(&pool, a, "alice@a.test", UserRole::Member).await;
+
+    let mut tx = TenantTx::begin(&pool, a, as_user(&alice)).await.unwrap();
+    let created = tx.documents().create(new_document(&alice, "half.pdf", None)).await.unwrap();
+    // Fails half-way: the transaction is dropped without commit.
+    assert!(tx.documents().get(DocumentId::new_random()).await.is_err());
+    drop(tx);
+
+    let mut conn = app_session(&db, Some(a)).await;
+    let docs: i64 = sqlx::query_scalar("SELECT count(*) FROM documents WHERE id = $1")
+        .bind(created.id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(docs, 0);
+    assert_eq!(audit_count(&db, a, actions::DOCUMENT_CREATED).await, 0);
+}
+
+#[tokio::test]
+async fn audit_rows_carry_the_context_and_no_phi() {
+    let db = TestDb::new().await;
+    let (pool, platform) = (db.app_pool(2), db.platform_pool());
+    let a = tenant(&platform, "A").await;
+    let alice = user(&pool, a, "alice@a.test", UserRole::Member).await;
+    let context = AuditContext {
+        user_id: Some(alice.id),
+        request_id: Some("req-42".into()),
+        ip_address: Some("203.0.113.9".parse().unwrap()),
+        user_agent: Some("agent/1.0".into()),
+    };
+    let mut tx = TenantTx::begin(&pool, a, context).await.unwrap();
+    let mut new = new_document(&alice, "secret-diagnosis.pdf", None);
+    new.metadata = carevault_db::Metadata::parse(serde_json::json!({"patient": "John Doe"})).unwrap();
+    let doc = tx.documents().create(new).await.unwrap();
+    tx.documents()
+        .update(doc.id, DocumentUpdate { status: Some(DocumentStatus::Completed), ..DocumentUpdate::default() })
+        .await
+        .unwrap();
+    let page = tx
+        .audit_log()
+        .list(&carevault_db::repo::AuditFilter::default(), carevault_db::PageLimit::default(), None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let updated = page.items.iter().find(|e| e.action == actions::DOCUMENT_UPDATED).unwrap();
+    assert_eq!(updated.user_id, Some(alice.id));
+    assert_eq!(updated.resource_id, doc.id.as_uuid());
+    assert_eq!(updated.ip_address.as_deref(), Some("203.0.113.9"));
+    assert_eq!(updated.user_agent.as_deref(), Some("agent/1.0"));
+    assert_eq!(updated.metadata["request_id"], "req-42");
+    assert_eq!(updated.metadata["fields"], serde_json::json!(["status"]));
+    for entry in &page.items {
+        let text = entry.metadata.to_string();
+        assert!(!text.contains("John") && !text.contains("diagnosis") && !text.contains("alice@"), "{text}");
+    }
+    assert_eq!(audit_count(&db, a, actions::AUDIT_READ).await, 1);
+}

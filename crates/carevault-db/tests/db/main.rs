@@ -1,0 +1,15 @@
+//! Database tests, on real PostgreSQL 18 + pgvector, as the runtime role.
+//!
+//! One test binary (link once), one fresh database per test, cloned from a migrated template by
+//! `carevault-testdb`. Isolation is always checked as `carevault_app`: through the data layer
+//! (which switches to it) or through a raw session of the login role `carevault_api` that
+//! switches to it, the way an attacker holding those credentials would (DESIGN §3, attacker B).
+//! The superuser URL is used only to set up fixtures and to test triggers that must stop even
+//! the owner.
+
+mod catalog;
+mod fixtures;
+mod isolation;
+mod property;
+mod reference;
+mod search;
