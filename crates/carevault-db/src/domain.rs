@@ -397,3 +397,85 @@ pub struct AuditContext {
     /// The client's user agent (truncated to 512 characters).
     pub user_agent: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedding_requires_1024_finite_values_and_a_non_zero_norm() {
+        assert!(Embedding::parse(vec![0.5; EMBEDDING_DIMENSIONS]).is_ok());
+        assert!(Embedding::parse(vec![0.5; EMBEDDING_DIMENSIONS - 1]).is_err());
+        assert!(Embedding::parse(vec![0.5; EMBEDDING_DIMENSIONS + 1]).is_err());
+        assert!(Embedding::parse(Vec::new()).is_err());
+        assert_eq!(
+            Embedding::parse(vec![0.0; EMBEDDING_DIMENSIONS]).unwrap_err().reason,
+            "must not be the zero vector"
+        );
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut values = vec![0.5; EMBEDDING_DIMENSIONS];
+            values[17] = bad;
+            assert!(Embedding::parse(values).is_err());
+        }
+        // Tiny but non-zero: its f32 squares underflow, the f64 norm does not.
+        assert!(Embedding::parse(vec![1e-30; EMBEDDING_DIMENSIONS]).is_ok());
+    }
+
+    #[test]
+    fn email_is_normalised_and_validated() {
+        assert_eq!(Email::parse("  Ann.Lee@Clinic.Example ").unwrap().as_str(), "ann.lee@clinic.example");
+        for bad in ["", "ann", "@x.org", "ann@", "ann@x", "ann@@x.org", "a b@x.org", "ann@x.org.", "ann@.org", "a\u{0}@x.org"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Email::parse(&format!("{}@x.org", "a".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn enums_parse_their_lower_case_names_only() {
+        for role in UserRole::ALL {
+            assert_eq!(UserRole::parse(role.as_str()).unwrap(), *role);
+        }
+        for status in DocumentStatus::ALL {
+            assert_eq!(DocumentStatus::parse(status.as_str()).unwrap(), *status);
+        }
+        assert!(UserRole::parse("Admin").is_err());
+        assert!(UserRole::parse("superadmin").is_err());
+        assert!(DocumentStatus::parse("deleted").is_err());
+        assert!(TenantStatus::parse("active").unwrap().allows_access());
+        assert!(TenantStatus::parse("trial").unwrap().allows_access());
+        assert!(!TenantStatus::parse("suspended").unwrap().allows_access());
+    }
+
+    #[test]
+    fn ids_must_be_uuids() {
+        assert!(TenantId::parse("org-456").is_err());
+        assert_eq!(TenantId::parse("00000000-0000-0000-0000-000000000000").unwrap(), TenantId::SYSTEM);
+        assert!(UserId::parse("' OR 1=1 --").is_err());
+    }
+
+    #[test]
+    fn metadata_must_be_a_bounded_object() {
+        assert!(Metadata::parse(serde_json::json!({"a": [1, {"b": 2}]})).is_ok());
+        assert!(Metadata::parse(serde_json::json!([1, 2])).is_err());
+        assert!(Metadata::parse(serde_json::json!("text")).is_err());
+        let mut deep = serde_json::json!({});
+        for _ in 0..METADATA_MAX_DEPTH {
+            deep = serde_json::json!({ "n": deep });
+        }
+        assert_eq!(Metadata::parse(deep).unwrap_err().reason, "is nested too deeply");
+        let big = serde_json::json!({ "x": "y".repeat(METADATA_MAX_BYTES) });
+        assert_eq!(Metadata::parse(big).unwrap_err().reason, "is too large");
+    }
+
+    #[test]
+    fn bounded_text_and_limits() {
+        assert_eq!(BoundedText::parse("name", "  Acme  ", 10).unwrap().as_str(), "Acme");
+        assert!(BoundedText::parse("name", "   ", 10).is_err());
+        assert!(BoundedText::parse("name", "x".repeat(11).as_str(), 10).is_err());
+        assert!(BoundedText::parse("name", "a\nb", 10).is_err());
+        assert!(PageLimit::parse(0).is_err());
+        assert!(PageLimit::parse(201).is_err());
+        assert_eq!(PageLimit::parse(200).unwrap().get(), 200);
+        assert_eq!(PageLimit::default().get(), 50);
+    }
+}

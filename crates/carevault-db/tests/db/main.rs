@@ -7,6 +7,9 @@
 //! The superuser URL is used only to set up fixtures and to test triggers that must stop even
 //! the owner.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod catalog;
 mod fixtures;
 mod isolation;

@@ -158,7 +158,7 @@ async fn run_case(db: &TestDb, pool: &AppPool, ops: Vec<Op>) {
         }
     }
 
-    let model = model.lock().unwrap();
+    let model = Arc::try_unwrap(model).expect("every task has finished").into_inner().unwrap();
     for (t, owner) in owners.iter().enumerate() {
         let mut tx = TenantTx::begin(pool, owner.tenant_id, as_user(owner)).await.unwrap();
         let filter = DocumentFilter { deleted: Deleted::Include, ..DocumentFilter::default() };
