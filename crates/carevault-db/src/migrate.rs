@@ -52,8 +52,10 @@ pub async fn up(pool: &PgPool) -> Result<UpReport, DbError> {
 /// never dropped: other databases in the cluster use them.
 #[tracing::instrument(skip(pool))]
 pub async fn down(pool: &PgPool, target: i64) -> Result<(), DbError> {
-    if target < 0 {
-        return Err(DbError::Invalid(crate::ValidationError::new("target", "must be 0 or a migration version")));
+    // sqlx's undo reverts everything above any number, so an unknown version would silently do
+    // nothing (or everything, for a negative one): refuse it.
+    if target != 0 && !MIGRATOR.version_exists(target) {
+        return Err(DbError::Invalid(crate::ValidationError::new("target", "must be 0 or a known migration version")));
     }
     MIGRATOR.undo(pool, target).await?;
     Ok(())

@@ -22,7 +22,7 @@ impl PlatformTx {
     /// Opens a platform transaction. The context's `user_id` is ignored: platform actions have
     /// no tenant user.
     pub async fn begin(pool: &PlatformPool, context: AuditContext) -> Result<PlatformTx, DbError> {
-        let mut tx = pool.0.begin().await?;
+        let mut tx = pool.0.begin().await.map_err(|error| crate::pool::acquire_error(&pool.0, error))?;
         sqlx::query("SELECT set_config('role', 'carevault_platform', true)").execute(&mut *tx).await?;
         Ok(PlatformTx { tx, context: AuditContext { user_id: None, ..context } })
     }

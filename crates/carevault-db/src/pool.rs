@@ -71,8 +71,20 @@ impl PlatformPool {
 }
 
 async fn ping(pool: &PgPool) -> Result<(), DbError> {
-    sqlx::query("SELECT 1").execute(pool).await?;
+    sqlx::query("SELECT 1").execute(pool).await.map_err(|error| acquire_error(pool, error))?;
     Ok(())
+}
+
+/// Classifies an error of taking a connection from `pool`.
+///
+/// sqlx reports both "every connection is busy" and "no connection can be opened" as
+/// `PoolTimedOut` (it retries connecting until the acquire timeout, then drops the cause). With no
+/// connection open at all, the database is unreachable, not busy.
+pub(crate) fn acquire_error(pool: &PgPool, error: sqlx::Error) -> DbError {
+    match error {
+        sqlx::Error::PoolTimedOut if pool.size() == 0 => DbError::Unavailable(error),
+        other => other.into(),
+    }
 }
 
 /// The leak guard: when a connection comes back to the pool, no tenant setting and no switched

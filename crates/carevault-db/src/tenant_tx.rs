@@ -55,7 +55,7 @@ impl TenantTx {
     /// unknown tenants check [`crate::repo::CurrentTenant::lookup`]).
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id))]
     pub async fn begin(pool: &AppPool, tenant_id: TenantId, context: AuditContext) -> Result<TenantTx, DbError> {
-        let mut tx = pool.0.begin().await?;
+        let mut tx = pool.0.begin().await.map_err(|error| crate::pool::acquire_error(&pool.0, error))?;
         let user_id = context.user_id.map(|id| id.to_string()).unwrap_or_default();
         sqlx::query(
             "SELECT set_config('role', 'carevault_app', true), \

@@ -227,3 +227,36 @@ async fn audit_rows_carry_the_context_and_no_phi() {
     }
     assert_eq!(audit_count(&db, a, actions::AUDIT_READ).await, 1);
 }
+
+#[tokio::test]
+async fn an_exhausted_pool_and_an_unreachable_database_are_told_apart() {
+    let db = TestDb::new().await;
+    let config = carevault_db::PoolConfig {
+        max_connections: 1,
+        acquire_timeout: std::time::Duration::from_millis(300),
+        statement_cache: true,
+    };
+    let pool = carevault_db::AppPool::connect_lazy(&db.app_url(), config).unwrap();
+    let held = TenantTx::begin(&pool, carevault_db::TenantId::SYSTEM, AuditContext::default()).await.unwrap();
+    let second = TenantTx::begin(&pool, carevault_db::TenantId::SYSTEM, AuditContext::default()).await;
+    assert!(matches!(second, Err(DbError::PoolExhausted)), "{second:?}");
+    drop(held);
+
+    let nowhere =
+        carevault_db::AppPool::connect_lazy("postgres://carevault_api@localhost/x?host=/nonexistent-carevault", config)
+            .unwrap();
+    let result = TenantTx::begin(&nowhere, carevault_db::TenantId::SYSTEM, AuditContext::default()).await;
+    assert!(matches!(result, Err(DbError::Unavailable(_))), "{result:?}");
+    assert!(matches!(nowhere.ping().await, Err(DbError::Unavailable(_))));
+}
+
+#[tokio::test]
+async fn migrate_down_refuses_an_unknown_target() {
+    let db = TestDb::new().await;
+    let owner = db.owner_pool().await;
+    for target in [-1, 14, 99_999] {
+        let result = carevault_db::migrate::down(&owner, target).await;
+        assert!(matches!(result, Err(DbError::Invalid(_))), "{target}: {result:?}");
+    }
+    assert_eq!(carevault_db::migrate::current_version(&owner).await.unwrap(), carevault_db::migrate::head_version());
+}
