@@ -7,6 +7,9 @@ use crate::PgError;
 /// The system user that runs PostgreSQL when carevault runs as root.
 pub const SYSTEM_USER: &str = "carevault";
 
+/// Serialises the creation of [`SYSTEM_USER`] between processes (root only; /run is root's).
+const USERADD_LOCK: &str = "/run/carevault-useradd.lock";
+
 /// Which user the PostgreSQL tools run as.
 ///
 /// `initdb` and `postgres` refuse to run as root ("cannot be run as root"), so as root we run them
@@ -33,7 +36,16 @@ impl RunAs {
         let user = match lookup()? {
             Some(user) => user,
             None => {
-                create_system_user()?;
+                // Concurrent `useradd`s all exit 0 and rewrite /etc/passwd in turn, each with a
+                // uid of its own choice (seen here with four parallel test processes): the uid a
+                // process read could change under it. One creator at a time, then re-read.
+                let lock_path = std::path::Path::new(USERADD_LOCK);
+                let lock = crate::fsutil::lock_file(lock_path)?;
+                lock.lock().map_err(PgError::io("locking", lock_path))?;
+                if lookup()?.is_none() {
+                    create_system_user()?;
+                }
+                drop(lock);
                 lookup()?.ok_or_else(|| PgError::SystemUser {
                     user: SYSTEM_USER,
                     reason: "useradd succeeded but the user is not in the user database".into(),
