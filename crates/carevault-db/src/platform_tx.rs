@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::domain::{AuditContext, TenantId};
-use crate::tenant_tx::{audit_metadata, truncate_user_agent};
+use crate::tenant_tx::{audit_metadata, insert_audit_row};
 use crate::{DbError, PlatformPool};
 
 /// A transaction running as `carevault_platform`.
@@ -54,17 +54,6 @@ impl PlatformTx {
         if let Value::Object(map) = &mut metadata {
             map.insert("actor".into(), json!("platform"));
         }
-        sqlx::query(
-            "INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id, ip_address, user_agent, metadata) \
-             VALUES ($1, NULL, $2, 'tenant', $1, $3::inet, $4, $5)",
-        )
-        .bind(tenant_id)
-        .bind(action)
-        .bind(self.context.ip_address.map(|ip| ip.to_string()))
-        .bind(self.context.user_agent.as_deref().map(truncate_user_agent))
-        .bind(metadata)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        insert_audit_row(&mut self.tx, tenant_id, &self.context, action, "tenant", tenant_id.as_uuid(), metadata).await
     }
 }

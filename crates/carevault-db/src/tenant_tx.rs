@@ -107,23 +107,36 @@ impl TenantTx {
         details: Value,
     ) -> Result<(), DbError> {
         let metadata = audit_metadata(&self.context, details);
-        let context = &self.context;
-        sqlx::query(
-            "INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id, ip_address, user_agent, metadata) \
-             VALUES ($1, $2, $3, $4, $5, $6::inet, $7, $8)",
-        )
-        .bind(self.tenant_id)
-        .bind(context.user_id)
-        .bind(action)
-        .bind(resource_type)
-        .bind(resource_id)
-        .bind(context.ip_address.map(|ip| ip.to_string()))
-        .bind(context.user_agent.as_deref().map(truncate_user_agent))
-        .bind(metadata)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        insert_audit_row(&mut self.tx, self.tenant_id, &self.context, action, resource_type, resource_id, metadata)
+            .await
     }
+}
+
+/// Inserts one audit row; the only INSERT INTO audit_logs of the crate (tenant and platform paths).
+pub(crate) async fn insert_audit_row(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    context: &AuditContext,
+    action: &'static str,
+    resource_type: &'static str,
+    resource_id: uuid::Uuid,
+    metadata: Value,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id, ip_address, user_agent, metadata) \
+         VALUES ($1, $2, $3, $4, $5, $6::inet, $7, $8)",
+    )
+    .bind(tenant_id)
+    .bind(context.user_id)
+    .bind(action)
+    .bind(resource_type)
+    .bind(resource_id)
+    .bind(context.ip_address.map(|ip| ip.to_string()))
+    .bind(context.user_agent.as_deref().map(truncate_user_agent))
+    .bind(metadata)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The audit metadata: `details` plus the request id.
@@ -140,6 +153,6 @@ pub(crate) fn audit_metadata(context: &AuditContext, details: Value) -> Value {
 }
 
 /// User agents are attacker-controlled; keep at most 512 characters.
-pub(crate) fn truncate_user_agent(agent: &str) -> String {
+fn truncate_user_agent(agent: &str) -> String {
     agent.chars().take(512).collect()
 }

@@ -112,3 +112,26 @@ pub async fn audit_count(db: &TestDb, tenant: TenantId, action: &str) -> i64 {
         .await
         .expect("count audit rows")
 }
+
+/// Two tenants, `a` and `b`, with one user each (`alice` in a, `bob` in b), all with `role`.
+pub struct TwoTenants {
+    /// A pool of 2 connections as `carevault_api`.
+    pub pool: AppPool,
+    /// Tenant A.
+    pub a: TenantId,
+    /// Tenant B.
+    pub b: TenantId,
+    /// A's user.
+    pub alice: User,
+    /// B's user.
+    pub bob: User,
+}
+
+/// Creates [`TwoTenants`].
+pub async fn two_tenants(db: &TestDb, role: UserRole) -> TwoTenants {
+    let (pool, platform) = (db.app_pool(2), db.platform_pool());
+    let (a, b) = (tenant(&platform, "A").await, tenant(&platform, "B").await);
+    let alice = user(&pool, a, "alice@a.test", role).await;
+    let bob = user(&pool, b, "bob@b.test", role).await;
+    TwoTenants { pool, a, b, alice, bob }
+}

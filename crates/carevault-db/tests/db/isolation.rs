@@ -4,15 +4,14 @@ use carevault_db::repo::{DocumentUpdate, UserUpdate, actions};
 use carevault_db::{AuditContext, DbError, DocumentId, DocumentStatus, TenantTx, UserId, UserRole};
 use carevault_testdb::TestDb;
 
-use crate::fixtures::{app_session, as_user, audit_count, document, message, new_document, sqlstate, tenant, user};
+use crate::fixtures::{
+    TwoTenants, app_session, as_user, audit_count, document, message, new_document, sqlstate, tenant, two_tenants, user,
+};
 
 #[tokio::test]
 async fn no_foreign_key_can_reference_another_tenants_row() {
     let db = TestDb::new().await;
-    let (pool, platform) = (db.app_pool(2), db.platform_pool());
-    let (a, b) = (tenant(&platform, "A").await, tenant(&platform, "B").await);
-    let alice = user(&pool, a, "alice@a.test", UserRole::Member).await;
-    let bob = user(&pool, b, "bob@b.test", UserRole::Member).await;
+    let TwoTenants { pool, a, alice, bob, .. } = two_tenants(&db, UserRole::Member).await;
 
     // Raw SQL in tenant A naming tenant B's user: the composite keys refuse it (23503), exactly as
     // for a user id that does not exist.
@@ -62,10 +61,7 @@ fn outcome<T>(result: Result<T, DbError>) -> String {
 #[tokio::test]
 async fn another_tenants_id_behaves_exactly_like_a_random_id() {
     let db = TestDb::new().await;
-    let (pool, platform) = (db.app_pool(2), db.platform_pool());
-    let (a, b) = (tenant(&platform, "A").await, tenant(&platform, "B").await);
-    let alice = user(&pool, a, "alice@a.test", UserRole::Admin).await;
-    let bob = user(&pool, b, "bob@b.test", UserRole::Admin).await;
+    let TwoTenants { pool, a, b, alice, bob } = two_tenants(&db, UserRole::Admin).await;
     let bob_doc = document(&pool, &bob, "b.pdf").await;
     let audit_before = audit_count(&db, a, actions::DOCUMENT_READ).await;
 

@@ -8,7 +8,8 @@ use carevault_db::{
 use carevault_testdb::TestDb;
 
 use crate::fixtures::{
-    app_session, as_user, audit_count, document, embedding, message, new_document, new_user, sqlstate, tenant, user,
+    TwoTenants, app_session, as_user, audit_count, document, embedding, message, new_document, new_user, sqlstate,
+    tenant, two_tenants, user,
 };
 
 #[tokio::test]
@@ -197,10 +198,7 @@ async fn audit_log_allows_insert_and_select_only() {
 #[tokio::test]
 async fn rls_hides_other_tenants_users_and_documents() {
     let db = TestDb::new().await;
-    let (pool, platform) = (db.app_pool(2), db.platform_pool());
-    let (a, b) = (tenant(&platform, "A").await, tenant(&platform, "B").await);
-    let alice = user(&pool, a, "alice@a.test", UserRole::Member).await;
-    let bob = user(&pool, b, "bob@b.test", UserRole::Member).await;
+    let TwoTenants { pool, a, alice, bob, .. } = two_tenants(&db, UserRole::Member).await;
     let doc_a = document(&pool, &alice, "a.pdf").await;
     document(&pool, &bob, "b.pdf").await;
 
@@ -391,10 +389,7 @@ async fn concurrent_tenants_over_one_pool_see_only_their_own_rows() {
 #[tokio::test]
 async fn explicit_where_or_union_on_another_tenants_id_returns_nothing() {
     let db = TestDb::new().await;
-    let (pool, platform) = (db.app_pool(2), db.platform_pool());
-    let (a, b) = (tenant(&platform, "A").await, tenant(&platform, "B").await);
-    let alice = user(&pool, a, "alice@a.test", UserRole::Member).await;
-    let bob = user(&pool, b, "bob@b.test", UserRole::Member).await;
+    let TwoTenants { pool, a, b, alice, bob } = two_tenants(&db, UserRole::Member).await;
     let doc_a = document(&pool, &alice, "a.pdf").await;
     let doc_b = document(&pool, &bob, "b.pdf").await;
     let mut conn = app_session(&db, Some(a)).await;
