@@ -21,9 +21,15 @@ GRANT USAGE ON SCHEMA public TO carevault_app, carevault_platform;
 
 GRANT SELECT ON tenants TO carevault_app;
 GRANT SELECT, INSERT, UPDATE ON users, documents TO carevault_app;
-GRANT SELECT, INSERT ON audit_logs TO carevault_app;
+-- INSERT on audit_logs excludes id and created_at: their defaults (a random id, the database
+-- clock) always apply, so no session can backdate a row into the middle of the history.
+GRANT SELECT ON audit_logs TO carevault_app;
+GRANT INSERT (tenant_id, user_id, action, resource_type, resource_id, ip_address, user_agent, metadata)
+    ON audit_logs TO carevault_app;
 -- Readiness checks compare the applied migrations with the binary's.
 GRANT SELECT ON _sqlx_migrations TO carevault_app;
 
 GRANT SELECT, INSERT, UPDATE ON tenants TO carevault_platform;
-GRANT SELECT, INSERT ON audit_logs TO carevault_platform;
+GRANT SELECT ON audit_logs TO carevault_platform;
+GRANT INSERT (tenant_id, user_id, action, resource_type, resource_id, ip_address, user_agent, metadata)
+    ON audit_logs TO carevault_platform;

@@ -14,3 +14,6 @@ REVOKE EXECUTE ON FUNCTION prevent_audit_log_truncate() FROM PUBLIC;
 
 CREATE TRIGGER prevent_audit_log_truncate BEFORE TRUNCATE ON audit_logs
     FOR EACH STATEMENT EXECUTE FUNCTION prevent_audit_log_truncate();
+
+-- The reference's row trigger function, pinned like ours.
+ALTER FUNCTION prevent_audit_log_modification() SET search_path = pg_catalog;

@@ -37,6 +37,25 @@ $$;
 GRANT carevault_app TO carevault_api WITH INHERIT FALSE, SET TRUE;
 GRANT carevault_platform TO carevault_ops WITH INHERIT FALSE, SET TRUE;
 
+-- Refuse memberships we did not make: a runtime or login role that is also a member of another
+-- role (pg_read_all_data, the owner, ...) or holds ADMIN on a grant would escape its privileges,
+-- and re-running this script would not notice.
+DO $$
+BEGIN
+    IF EXISTS (
+        SELECT 1 FROM pg_catalog.pg_auth_members a
+        JOIN pg_catalog.pg_roles m ON m.oid = a.member
+        JOIN pg_catalog.pg_roles r ON r.oid = a.roleid
+        WHERE m.rolname IN ('carevault_app', 'carevault_platform', 'carevault_api', 'carevault_ops')
+          AND (a.admin_option
+               OR (m.rolname, r.rolname) NOT IN (('carevault_api', 'carevault_app'), ('carevault_ops', 'carevault_platform')))
+    ) THEN
+        RAISE EXCEPTION 'a carevault role has a membership it must not have'
+            USING HINT = 'SELECT * FROM pg_auth_members shows it; revoke it, then run the bootstrap again';
+    END IF;
+END
+$$;
+
 CREATE EXTENSION IF NOT EXISTS vector;
 
 COMMIT;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::{ConnectOptions, PgConnection, PgPool};
 
 use crate::DbError;
 
@@ -87,26 +87,41 @@ pub(crate) fn acquire_error(pool: &PgPool, error: sqlx::Error) -> DbError {
     }
 }
 
-/// The leak guard: when a connection comes back to the pool, no tenant setting and no switched
-/// role may have survived. Every setting we make is transaction-local, so this only fails if some
-/// code ran a session-level `SET`; such a connection is closed, never handed to the next tenant.
-const LEAK_CHECK: &str = "SELECT current_user = session_user \
-     AND coalesce(current_setting('app.current_tenant_id', true), '') = '' \
-     AND coalesce(current_setting('app.current_user_id', true), '') = ''";
+/// The leak guard, run by both pools on every connection that comes back to them: no tenant
+/// setting and no switched role may have survived. Every setting we make is transaction-local, so
+/// this only fails if some code ran a session-level `SET`; the pool then closes the connection
+/// instead of handing it to the next tenant.
+///
+/// Also checks that the session is still the pool's login: `SET SESSION AUTHORIZATION` (possible
+/// from a superuser login) would otherwise pass `current_user = session_user`.
+pub async fn connection_is_clean(conn: &mut PgConnection, login: &str) -> Result<bool, DbError> {
+    let clean: bool = sqlx::query_scalar(
+        "SELECT current_user = session_user AND session_user = $1 \
+            AND coalesce(current_setting('app.current_tenant_id', true), '') = '' \
+            AND coalesce(current_setting('app.current_user_id', true), '') = ''",
+    )
+    .bind(login)
+    .fetch_one(conn)
+    .await?;
+    Ok(clean)
+}
 
 fn guarded_pool(url: &str, config: PoolConfig) -> Result<PgPool, DbError> {
     let mut options: PgConnectOptions = url.parse()?;
     if !config.statement_cache {
         options = options.statement_cache_capacity(0);
     }
+    let login = options.get_username().to_string();
     // Statements can carry PHI in their parameters' context; never log them.
     options = options.disable_statement_logging();
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
-        .after_release(|conn, _meta| {
+        .after_release(move |conn, _meta| {
+            let login = login.clone();
             Box::pin(async move {
-                let clean: bool = sqlx::query_scalar(LEAK_CHECK).fetch_one(&mut *conn).await?;
+                // An error (e.g. a broken connection) also closes the connection.
+                let clean = connection_is_clean(conn, &login).await.map_err(into_sqlx)?;
                 if !clean {
                     tracing::error!("closing a pooled connection that kept a tenant setting or role");
                 }
@@ -115,4 +130,11 @@ fn guarded_pool(url: &str, config: PoolConfig) -> Result<PgPool, DbError> {
         })
         .connect_lazy_with(options);
     Ok(pool)
+}
+
+fn into_sqlx(error: DbError) -> sqlx::Error {
+    match error {
+        DbError::Database(e) | DbError::Unavailable(e) => e,
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
 }

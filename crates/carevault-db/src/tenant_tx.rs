@@ -5,7 +5,8 @@
 //! ```sql
 //! SELECT set_config('role', 'carevault_app', true),               -- SET LOCAL ROLE
 //!        set_config('app.current_tenant_id', '<tenant uuid>', true),
-//!        set_config('app.current_user_id', '<user uuid or empty>', true)
+//!        set_config('app.current_user_id', '<user uuid or empty>', true),
+//!        set_config('lock_timeout', '5s', true)
 //! ```
 //!
 //! * `set_config(..., true)` is transaction-local: at COMMIT or ROLLBACK all three revert, so
@@ -57,10 +58,13 @@ impl TenantTx {
     pub async fn begin(pool: &AppPool, tenant_id: TenantId, context: AuditContext) -> Result<TenantTx, DbError> {
         let mut tx = pool.0.begin().await.map_err(|error| crate::pool::acquire_error(&pool.0, error))?;
         let user_id = context.user_id.map(|id| id.to_string()).unwrap_or_default();
+        // lock_timeout: a session holding a table lock (any role with UPDATE can LOCK TABLE)
+        // must make requests fail fast, not pile up behind it.
         sqlx::query(
             "SELECT set_config('role', 'carevault_app', true), \
                     set_config('app.current_tenant_id', $1, true), \
-                    set_config('app.current_user_id', $2, true)",
+                    set_config('app.current_user_id', $2, true), \
+                    set_config('lock_timeout', '5s', true)",
         )
         .bind(tenant_id.to_string())
         .bind(user_id)

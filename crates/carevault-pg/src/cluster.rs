@@ -5,7 +5,9 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 use crate::binaries::tail;
-use crate::fsutil::{check_reachable, create_private_dir, create_shared_dir, lock_file};
+use crate::fsutil::{
+    check_reachable, create_private_dir, create_shared_dir, lock_file, read_owned_file, replace_owned_file,
+};
 use crate::{PgBinaries, PgError, RunAs};
 
 /// The cluster's bootstrap superuser (`initdb -U`).
@@ -136,7 +138,7 @@ impl Cluster {
         }
         let mut command = run_as.command(&pg_ctl);
         command.arg("stop").arg("-D").arg(&data_dir).args(["-m", "fast", "-w", "-t", "60"]);
-        run(command, &data_dir)?;
+        run(command, &data_dir, &run_as)?;
         drop(start_lock);
         Ok(true)
     }
@@ -165,7 +167,7 @@ impl Cluster {
             .arg("-l")
             .arg(self.data_dir.join("server.log"))
             .args(["-w", "-t", "120"]);
-        run(command, &self.data_dir)
+        run(command, &self.data_dir, &self.run_as)
     }
 }
 
@@ -212,12 +214,12 @@ fn initdb(binaries: &PgBinaries, data_dir: &Path, run_as: &RunAs) -> Result<(), 
         "--encoding=UTF8",
         "--locale=C",
     ]);
-    run(command, data_dir)?;
+    run(command, data_dir, run_as)?;
     // Our settings live in their own file, rewritten at every start.
     let conf = data_dir.join("postgresql.conf");
-    let mut text = std::fs::read_to_string(&conf).map_err(PgError::io("reading", &conf))?;
+    let mut text = read_owned_file(&conf, run_as)?;
     text.push_str("\ninclude_if_exists = 'carevault.conf'\n");
-    std::fs::write(&conf, text).map_err(PgError::io("writing", &conf))
+    replace_owned_file(&conf, &text, run_as)
 }
 
 fn write_settings(data_dir: &Path, socket_dir: &Path, options: &ClusterOptions, run_as: &RunAs) -> Result<(), PgError> {
@@ -239,11 +241,10 @@ fn write_settings(data_dir: &Path, socket_dir: &Path, options: &ClusterOptions, 
         max_connections = options.max_connections,
     );
     let path = data_dir.join("carevault.conf");
-    std::fs::write(&path, settings).map_err(PgError::io("writing", &path))?;
-    run_as.chown(&path)
+    replace_owned_file(&path, &settings, run_as)
 }
 
-fn run(mut command: Command, data_dir: &Path) -> Result<(), PgError> {
+fn run(mut command: Command, data_dir: &Path, run_as: &RunAs) -> Result<(), PgError> {
     let output = command.output().map_err(|e| PgError::CommandFailed {
         command: format!("{command:?}"),
         status: "not started".into(),
@@ -252,7 +253,8 @@ fn run(mut command: Command, data_dir: &Path) -> Result<(), PgError> {
     if output.status.success() {
         return Ok(());
     }
-    let log = std::fs::read_to_string(data_dir.join("server.log")).unwrap_or_default();
+    // The log is the system user's file: never follow a symlink planted there into the error text.
+    let log = read_owned_file(&data_dir.join("server.log"), run_as).unwrap_or_default();
     Err(PgError::CommandFailed {
         command: format!("{command:?}"),
         status: output.status.to_string(),

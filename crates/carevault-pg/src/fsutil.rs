@@ -1,7 +1,8 @@
 //! Small file-system helpers: locks, private directories, reachability for another user.
 
 use std::fs::{self, File};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::{PgError, RunAs, SYSTEM_USER};
@@ -29,15 +30,52 @@ pub(crate) fn create_private_dir(dir: &Path, owner: &RunAs) -> Result<(), PgErro
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(PgError::io("setting mode of", dir))
 }
 
-/// Opens (creating) a lock file.
+/// Opens (creating) a lock file. O_NOFOLLOW: as root, a symlink planted at the lock's path must
+/// not make us create or open a file elsewhere.
 pub(crate) fn lock_file(path: &Path) -> Result<File, PgError> {
     File::options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
         .map_err(PgError::io("opening lock file", path))
+}
+
+/// Reads a file inside a directory owned by `owner` (the data directory), refusing symlinks and
+/// anything not a regular file owned by `owner`. As root we read files that the unprivileged
+/// system user controls: a symlink to /etc/shadow must not be followed.
+pub(crate) fn read_owned_file(path: &Path, owner: &RunAs) -> Result<String, PgError> {
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(PgError::io("opening", path))?;
+    let meta = file.metadata().map_err(PgError::io("reading", path))?;
+    if !meta.is_file() || meta.uid() != owner.uid() {
+        return Err(PgError::NotOurs { path: path.to_path_buf(), owner: meta.uid(), expected: owner.uid() });
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(PgError::io("reading", path))?;
+    Ok(text)
+}
+
+/// Replaces a file inside a directory owned by `owner` with `contents`, owned by `owner`.
+///
+/// Removes whatever is at `path` (a symlink is removed, not followed), then creates a new file with
+/// O_EXCL, which never follows a symlink: if one is planted in between, this fails instead of
+/// writing through it. The owner is set on the open file (fchown), not by path.
+pub(crate) fn replace_owned_file(path: &Path, contents: &str, owner: &RunAs) -> Result<(), PgError> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(PgError::io("removing", path)(e)),
+    }
+    let mut file =
+        File::options().write(true).create_new(true).mode(0o600).open(path).map_err(PgError::io("creating", path))?;
+    file.write_all(contents.as_bytes()).map_err(PgError::io("writing", path))?;
+    owner.fchown(&file, path)
 }
 
 /// Fails when the system user cannot traverse every parent of `path` (root only).
@@ -59,14 +97,18 @@ pub(crate) fn check_reachable(path: &Path, run_as: &RunAs) -> Result<(), PgError
 /// Makes a tree readable (and directories traversable) by everybody, like `chmod -R a+rX`, so the
 /// system user can run binaries that pip installed under a restrictive umask.
 pub(crate) fn make_world_readable(path: &Path) -> Result<(), PgError> {
-    let meta = fs::symlink_metadata(path).map_err(PgError::io("reading", path))?;
-    if meta.file_type().is_symlink() {
-        return Ok(());
-    }
+    // Open without following a symlink, then fchmod the open file: checking with lstat and
+    // chmod-ing by path would follow a symlink swapped in between.
+    let file = match File::options().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(path) {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => return Ok(()), // a symlink: skip
+        Err(e) => return Err(PgError::io("opening", path)(e)),
+    };
+    let meta = file.metadata().map_err(PgError::io("reading", path))?;
     let mode = meta.mode();
     let wanted = if meta.is_dir() || mode & 0o100 != 0 { mode | 0o555 } else { mode | 0o444 };
     if wanted != mode {
-        fs::set_permissions(path, fs::Permissions::from_mode(wanted & 0o7777))
+        file.set_permissions(fs::Permissions::from_mode(wanted & 0o7777))
             .map_err(PgError::io("setting mode of", path))?;
     }
     if meta.is_dir() {

@@ -76,7 +76,16 @@ impl RunAs {
         command
     }
 
-    /// Changes the owner of `path` to this user (no-op for the current user).
+    /// Changes the owner of an open file to this user (no-op for the current user).
+    pub(crate) fn fchown(&self, file: &std::fs::File, path: &std::path::Path) -> Result<(), PgError> {
+        if let RunAs::SystemUser { uid, gid } = self {
+            std::os::unix::fs::fchown(file, Some(*uid), Some(*gid)).map_err(PgError::io("changing owner of", path))?;
+        }
+        Ok(())
+    }
+
+    /// Changes the owner of `path` to this user (no-op for the current user). Only for paths we
+    /// just created ourselves in a directory only root can write.
     pub(crate) fn chown(&self, path: &std::path::Path) -> Result<(), PgError> {
         if let RunAs::SystemUser { uid, gid } = self {
             nix::unistd::chown(path, Some(Uid::from_raw(*uid)), Some(Gid::from_raw(*gid)))

@@ -31,6 +31,10 @@
 //! Isolation must only ever be checked through [`TestDb::app_url`] / [`TestDb::app_pool`] (or
 //! [`TestDb::platform_pool`]): the superuser of [`TestDb::owner_url`] bypasses row-level security.
 
+mod scratch;
+
+pub use scratch::{ScratchDir, is_running, stop_postmaster};
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

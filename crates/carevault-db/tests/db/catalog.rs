@@ -73,7 +73,8 @@ async fn privileges_are_exactly_the_designed_ones() {
          CROSS JOIN pg_roles r \
          WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
            AND r.rolname IN ('carevault_app', 'carevault_platform', 'carevault_api', 'carevault_ops') \
-           AND has_table_privilege(r.oid, c.oid, p) \
+           AND (has_table_privilege(r.oid, c.oid, p) \
+                OR (p IN ('SELECT', 'INSERT', 'UPDATE', 'REFERENCES') AND has_any_column_privilege(r.oid, c.oid, p))) \
          ORDER BY 1, 2, 3",
     )
     .fetch_all(&pool)
@@ -115,6 +116,17 @@ async fn privileges_are_exactly_the_designed_ones() {
             .await
             .unwrap();
     assert_eq!(definers, 0);
+
+    // No role may set an audit row's id or created_at: only the defaults apply.
+    let pinned: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT r.rolname::text || '.' || col, has_column_privilege(r.oid, 'audit_logs', col, 'INSERT') \
+         FROM pg_roles r CROSS JOIN unnest(ARRAY['id', 'created_at']) AS col \
+         WHERE r.rolname IN ('carevault_app', 'carevault_platform') ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(pinned.iter().all(|(_, may)| !may), "{pinned:?}");
 }
 
 #[tokio::test]
@@ -151,13 +163,16 @@ async fn every_tenant_table_has_forced_rls_a_guard_and_a_policy_per_granted_comm
             .await
             .unwrap();
             for (privilege, letter) in [("SELECT", "r"), ("INSERT", "a"), ("UPDATE", "w"), ("DELETE", "d")] {
-                let granted: bool = sqlx::query_scalar("SELECT has_table_privilege($1::regrole, $2::regclass, $3)")
-                    .bind(role)
-                    .bind(table)
-                    .bind(privilege)
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
+                let granted: bool = sqlx::query_scalar(
+                    "SELECT has_table_privilege($1::regrole, $2::regclass, $3) \
+                         OR ($3 <> 'DELETE' AND has_any_column_privilege($1::regrole, $2::regclass, $3))",
+                )
+                .bind(role)
+                .bind(table)
+                .bind(privilege)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
                 if !granted {
                     continue;
                 }
@@ -232,6 +247,17 @@ async fn schema_snapshot() {
             "SELECT tablename || ' ' || policyname || ' ' || permissive || ' ' || cmd || ' TO ' || array_to_string(roles, ',') \
                     || coalesce(' USING ' || qual, '') || coalesce(' CHECK ' || with_check, '') \
              FROM pg_policies WHERE schemaname = 'public' ORDER BY tablename, policyname",
+        ),
+        (
+            "grants",
+            "SELECT c.relname || ' ' || g.grantee::regrole || ' ' || g.privilege_type \
+             FROM pg_class c CROSS JOIN aclexplode(c.relacl) AS g \
+             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND g.grantee <> c.relowner \
+             UNION ALL \
+             SELECT c.relname || '.' || a.attname || ' ' || g.grantee::regrole || ' ' || g.privilege_type \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid CROSS JOIN aclexplode(a.attacl) AS g \
+             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND g.grantee <> c.relowner \
+             ORDER BY 1",
         ),
         (
             "tables",

@@ -256,3 +256,40 @@ async fn migrate_down_refuses_an_unknown_target() {
     }
     assert_eq!(carevault_db::migrate::current_version(&owner).await.unwrap(), carevault_db::migrate::head_version());
 }
+
+#[tokio::test]
+async fn the_leak_guard_refuses_a_connection_that_kept_a_tenant_or_role() {
+    use sqlx::Connection;
+    let db = TestDb::new().await;
+    let a = tenant(&db.platform_pool(), "A").await;
+    let mut conn = sqlx::PgConnection::connect(&db.app_url()).await.unwrap();
+    let login = "carevault_api";
+    assert!(carevault_db::connection_is_clean(&mut conn, login).await.unwrap());
+
+    // A session-level tenant setting survives the transaction: refused.
+    sqlx::query("SELECT set_config('app.current_tenant_id', $1, false)")
+        .bind(a.to_string())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert!(!carevault_db::connection_is_clean(&mut conn, login).await.unwrap());
+    sqlx::query("RESET app.current_tenant_id").execute(&mut conn).await.unwrap();
+    assert!(carevault_db::connection_is_clean(&mut conn, login).await.unwrap());
+
+    // A session-level role switch: refused.
+    sqlx::query("SET ROLE carevault_app").execute(&mut conn).await.unwrap();
+    assert!(!carevault_db::connection_is_clean(&mut conn, login).await.unwrap());
+    sqlx::query("RESET ROLE").execute(&mut conn).await.unwrap();
+
+    // Another login than the pool's: refused.
+    assert!(!carevault_db::connection_is_clean(&mut conn, "carevault_ops").await.unwrap());
+
+    // After a TenantTx, nothing survives on the pool's connection (one connection, reused).
+    let pool = db.app_pool(1);
+    let mut tx = TenantTx::begin(&pool, a, AuditContext::default()).await.unwrap();
+    tx.tenant().read().await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = TenantTx::begin(&pool, carevault_db::TenantId::SYSTEM, AuditContext::default()).await.unwrap();
+    assert_eq!(tx.tenant().read().await.unwrap().id, carevault_db::TenantId::SYSTEM);
+    drop(tx);
+}

@@ -175,6 +175,7 @@ async fn audit_log_allows_insert_and_select_only() {
     let mut conn = app_session(&db, Some(acme)).await;
     let privileges: Vec<(String, bool)> = sqlx::query_as(
         "SELECT p, has_table_privilege('carevault_app', 'audit_logs', p) \
+                OR (p = 'INSERT' AND has_any_column_privilege('carevault_app', 'audit_logs', p)) \
          FROM unnest(ARRAY['SELECT','INSERT','UPDATE','DELETE','TRUNCATE','REFERENCES','TRIGGER']) AS p",
     )
     .fetch_all(&mut conn)
