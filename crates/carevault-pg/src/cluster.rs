@@ -124,7 +124,7 @@ impl Cluster {
     /// leaves it running. Returns whether it was stopped.
     pub fn stop(self) -> Result<bool, PgError> {
         let start_lock = StartLock::acquire(&self.data_dir)?;
-        let Cluster { data_dir, pg_ctl, run_as, started_here, usage, .. } = self;
+        let Cluster { data_dir, socket_dir, pg_ctl, run_as, started_here, usage } = self;
         drop(usage);
         if !started_here {
             return Ok(false);
@@ -139,6 +139,9 @@ impl Cluster {
         let mut command = run_as.command(&pg_ctl);
         command.arg("stop").arg("-D").arg(&data_dir).args(["-m", "fast", "-w", "-t", "60"]);
         run(command, &data_dir, &run_as)?;
+        // The server removed its socket and lock file; remove the then empty directory from /tmp
+        // (remove_dir refuses a directory that is not empty).
+        let _ = std::fs::remove_dir(&socket_dir);
         drop(start_lock);
         Ok(true)
     }
