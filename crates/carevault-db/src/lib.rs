@@ -34,5 +34,5 @@ pub use domain::{
 };
 pub use error::{DbError, ValidationError};
 pub use platform_tx::PlatformTx;
-pub use pool::{AppPool, PlatformPool, PoolConfig, connection_is_clean};
+pub use pool::{AppPool, PlatformPool, PoolConfig, SchemaState, connection_is_clean};
 pub use tenant_tx::TenantTx;

@@ -51,6 +51,30 @@ impl AppPool {
     pub async fn close(&self) {
         self.0.close().await;
     }
+
+    /// What the readiness check needs to know of the schema, read as `carevault_app` (the login
+    /// role itself may read nothing): the applied migration version and pgvector's version.
+    pub async fn schema_state(&self) -> Result<SchemaState, DbError> {
+        let mut tx = self.0.begin().await.map_err(|error| acquire_error(&self.0, error))?;
+        sqlx::query("SELECT set_config('role', 'carevault_app', true)").execute(&mut *tx).await?;
+        let (migration_version, pgvector_version): (Option<i64>, Option<String>) = sqlx::query_as(
+            "SELECT (SELECT max(version) FROM _sqlx_migrations WHERE success), \
+                    (SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'vector')",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(SchemaState { migration_version: migration_version.unwrap_or(0), pgvector_version })
+    }
+}
+
+/// The schema as the readiness check sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaState {
+    /// The highest applied migration (0 when none).
+    pub migration_version: i64,
+    /// pgvector's version, when the extension is installed.
+    pub pgvector_version: Option<String>,
 }
 
 impl PlatformPool {

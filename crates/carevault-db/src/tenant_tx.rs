@@ -83,6 +83,17 @@ impl TenantTx {
         &self.context
     }
 
+    /// Names the acting user once authentication has resolved it, for the rest of the transaction:
+    /// `app.current_user_id` and the `user_id` of every later audit row.
+    pub async fn set_user(&mut self, user_id: crate::UserId) -> Result<(), DbError> {
+        sqlx::query("SELECT set_config('app.current_user_id', $1, true)")
+            .bind(user_id.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        self.context.user_id = Some(user_id);
+        Ok(())
+    }
+
     /// Commits the work and its audit rows together.
     pub async fn commit(self) -> Result<(), DbError> {
         self.tx.commit().await?;

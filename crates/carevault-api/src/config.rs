@@ -1,0 +1,67 @@
+//! Settings of the HTTP layer. Parsing and validating the environment is the binary's job
+//! (`carevault serve`); this is the validated result.
+
+use std::time::Duration;
+
+/// The deployment environment (`ENVIRONMENT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Environment {
+    /// A developer's machine: error `detail` shown, development tokens allowed.
+    #[default]
+    Development,
+    /// Like production, but not production.
+    Staging,
+    /// Strict: no `detail`, no HS256, no wildcard CORS, OIDC required.
+    Production,
+}
+
+impl Environment {
+    /// Parses `development`, `staging` or `production`.
+    pub fn parse(text: &str) -> Option<Environment> {
+        match text {
+            "development" => Some(Environment::Development),
+            "staging" => Some(Environment::Staging),
+            "production" => Some(Environment::Production),
+            _ => None,
+        }
+    }
+
+    /// The lower-case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+}
+
+/// The HTTP layer's settings (DESIGN §7.1).
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The environment.
+    pub environment: Environment,
+    /// Origins allowed by CORS (`ALLOWED_ORIGINS`); empty: no CORS headers at all.
+    pub allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Requests running longer are answered 504 `SYS_005` (`REQUEST_TIMEOUT_SECONDS`).
+    pub request_timeout: Duration,
+    /// Larger bodies are answered 413 `REQ_413` (`MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// The platform API's bearer secret (`PLATFORM_API_TOKEN`); `None` disables the platform API.
+    pub platform_api_token: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> ApiConfig {
+        ApiConfig {
+            environment: Environment::Development,
+            allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 1_048_576,
+            platform_api_token: None,
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! `GET /audit-logs` (admins).
+
+use axum::Json;
+use carevault_db::repo::{AuditEntry, AuditFilter};
+use carevault_db::{BoundedText, UserId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{ListResponse, PageQuery, parse_id};
+use crate::extract::{Admin, ApiQuery, Authed};
+use crate::{ApiError, ErrorCode};
+
+/// One audit row.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditEntryResponse {
+    /// Id.
+    pub id: uuid::Uuid,
+    /// Acting user (`null` for system and platform actions).
+    pub user_id: Option<uuid::Uuid>,
+    /// Action, e.g. `document.read`.
+    pub action: String,
+    /// Resource type.
+    pub resource_type: String,
+    /// Resource id.
+    pub resource_id: uuid::Uuid,
+    /// Client IP address.
+    pub ip_address: Option<String>,
+    /// Client user agent.
+    pub user_agent: Option<String>,
+    /// Request id, counts, ids, field names.
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<AuditEntry> for AuditEntryResponse {
+    fn from(e: AuditEntry) -> AuditEntryResponse {
+        AuditEntryResponse {
+            id: e.id.as_uuid(),
+            user_id: e.user_id.map(|u| u.as_uuid()),
+            action: e.action,
+            resource_type: e.resource_type,
+            resource_id: e.resource_id,
+            ip_address: e.ip_address,
+            user_agent: e.user_agent,
+            metadata: e.metadata,
+            created_at: e.created_at,
+        }
+    }
+}
+
+/// `GET /audit-logs` filters.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Exact action.
+    pub action: Option<String>,
+    /// Exact resource type.
+    pub resource_type: Option<String>,
+    /// Exact resource id.
+    pub resource_id: Option<String>,
+    /// Acting user.
+    pub user_id: Option<String>,
+    /// At or after (RFC 3339).
+    pub since: Option<String>,
+    /// Before (RFC 3339).
+    pub until: Option<String>,
+    /// Rows per page: 1 to 200, default 50.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn timestamp(field: &'static str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .map(|text| {
+            DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+                ApiError::new(ErrorCode::Val003).with_message(format!("{field}: must be an RFC 3339 timestamp"))
+            })
+        })
+        .transpose()
+}
+
+/// The tenant's audit log, newest first (admin; itself audited `audit.read`).
+#[utoipa::path(get, path = "/api/v1/audit-logs", tag = "audit", security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, body = ListResponse<AuditEntryResponse>), (status = 403, body = crate::error::ErrorEnvelope)))]
+pub async fn list(
+    authed: Authed<Admin>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Json<ListResponse<AuditEntryResponse>>, ApiError> {
+    let filter = AuditFilter {
+        action: query.action.as_deref().map(|a| BoundedText::parse("action", a, 255)).transpose()?,
+        resource_type: query
+            .resource_type
+            .as_deref()
+            .map(|r| BoundedText::parse("resource_type", r, 100))
+            .transpose()?,
+        resource_id: query
+            .resource_id
+            .as_deref()
+            .map(|id| {
+                uuid::Uuid::parse_str(id)
+                    .map_err(|_| ApiError::new(ErrorCode::Val003).with_message("resource_id: must be a UUID"))
+            })
+            .transpose()?,
+        user_id: query.user_id.as_deref().map(parse_id::<UserId>).transpose()?,
+        since: timestamp("since", query.since.as_deref())?,
+        until: timestamp("until", query.until.as_deref())?,
+    };
+    let (limit, cursor) = PageQuery { limit: query.limit, cursor: query.cursor }.parse()?;
+    let mut tx = authed.tx;
+    let page = tx.audit_log().list(&filter, limit, cursor).await?;
+    tx.commit().await?;
+    Ok(Json(ListResponse::from_page(page, AuditEntryResponse::from)))
+}

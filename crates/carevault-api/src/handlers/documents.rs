@@ -1,0 +1,370 @@
+//! `/documents`: read and searched by everyone, written by members and admins.
+
+use axum::Json;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use carevault_db::repo::{Document, DocumentFilter, DocumentUpdate, NewDocument, SearchHit, SearchLimit, Threshold};
+use carevault_db::{BoundedText, DocumentId, DocumentStatus, Embedding, Metadata, UserId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{ListResponse, PageQuery, double_option, parse_deleted, parse_id};
+use crate::extract::{ApiJson, ApiQuery, Authed, Member, Viewer};
+use crate::{ApiError, ErrorCode};
+
+/// A document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DocumentResponse {
+    /// Id.
+    pub id: uuid::Uuid,
+    /// Uploading user.
+    pub user_id: uuid::Uuid,
+    /// File name.
+    pub filename: String,
+    /// Object key.
+    pub s3_key: String,
+    /// Bucket.
+    pub s3_bucket: String,
+    /// MIME type.
+    pub content_type: Option<String>,
+    /// Size in bytes.
+    pub size_bytes: Option<i64>,
+    /// `processing`, `completed` or `failed`.
+    pub status: String,
+    /// Free-form JSON object.
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    /// Whether an embedding is stored.
+    pub has_embedding: bool,
+    /// The embedding, only with `?include=embedding`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Soft-deleted at.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<Document> for DocumentResponse {
+    fn from(d: Document) -> DocumentResponse {
+        DocumentResponse {
+            id: d.id.as_uuid(),
+            user_id: d.user_id.as_uuid(),
+            filename: d.filename,
+            s3_key: d.s3_key,
+            s3_bucket: d.s3_bucket,
+            content_type: d.content_type,
+            size_bytes: d.size_bytes,
+            status: d.status.as_str().to_string(),
+            metadata: d.metadata,
+            has_embedding: d.has_embedding,
+            embedding: d.embedding,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+            deleted_at: d.deleted_at,
+        }
+    }
+}
+
+/// `POST /documents`. The uploader is the caller.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDocumentRequest {
+    /// File name (at most 512 characters).
+    pub filename: String,
+    /// Object key (at most 1024 characters).
+    pub s3_key: String,
+    /// Bucket (at most 255 characters).
+    pub s3_bucket: String,
+    /// MIME type (at most 127 characters).
+    pub content_type: Option<String>,
+    /// Size in bytes (not negative).
+    pub size_bytes: Option<i64>,
+    /// `processing` (default), `completed` or `failed`.
+    pub status: Option<String>,
+    /// A JSON object (at most 64 KiB, 16 levels).
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    /// 1024 finite numbers, not all zero.
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// `PATCH /documents/{id}`: only the fields present change.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDocumentRequest {
+    /// New status.
+    pub status: Option<String>,
+    /// A JSON Merge Patch (RFC 7396) applied to the stored metadata.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    /// A new embedding; `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<f32>>)]
+    pub embedding: Option<Option<Vec<f32>>>,
+}
+
+/// `GET /documents` filters.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DocumentListQuery {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this uploader.
+    pub user_id: Option<String>,
+    /// `exclude` (default), `only` or `include` soft-deleted documents.
+    pub deleted: Option<String>,
+    /// Rows per page: 1 to 200, default 50.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `GET /documents/{id}` options.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetDocumentQuery {
+    /// `embedding` to include the embedding.
+    pub include: Option<String>,
+}
+
+/// `POST /documents/search`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// The query embedding: 1024 finite numbers, not all zero.
+    pub embedding: Vec<f32>,
+    /// 1 to 100, default 10.
+    pub limit: Option<u32>,
+    /// The lowest similarity returned, -1 to 1, default 0.7.
+    pub threshold: Option<f64>,
+}
+
+/// One search result.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SearchResult {
+    /// Document id.
+    pub id: uuid::Uuid,
+    /// File name.
+    pub filename: String,
+    /// Status.
+    pub status: String,
+    /// Metadata.
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    /// Cosine distance.
+    pub distance: f64,
+    /// `1 - distance`.
+    pub similarity: f64,
+}
+
+/// The answer of a search, nearest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SearchResponse {
+    /// The results.
+    pub results: Vec<SearchResult>,
+}
+
+impl From<SearchHit> for SearchResult {
+    fn from(h: SearchHit) -> SearchResult {
+        SearchResult {
+            id: h.id.as_uuid(),
+            filename: h.filename,
+            status: h.status.as_str().to_string(),
+            metadata: h.metadata,
+            distance: h.distance,
+            similarity: h.similarity,
+        }
+    }
+}
+
+fn optional_text(field: &'static str, value: Option<&str>, max: usize) -> Result<Option<BoundedText>, ApiError> {
+    Ok(value.map(|v| BoundedText::parse(field, v, max)).transpose()?)
+}
+
+/// Creates a document (member, admin; audited `document.created`).
+#[utoipa::path(post, path = "/api/v1/documents", tag = "documents", security(("bearer" = [])), request_body = CreateDocumentRequest,
+    responses((status = 201, body = DocumentResponse), (status = 422, body = crate::error::ErrorEnvelope)))]
+pub async fn create(
+    authed: Authed<Member>,
+    ApiJson(body): ApiJson<CreateDocumentRequest>,
+) -> Result<(StatusCode, Json<DocumentResponse>), ApiError> {
+    let new = NewDocument {
+        user_id: authed.user.id,
+        filename: BoundedText::parse("filename", &body.filename, 512)?,
+        s3_key: BoundedText::parse("s3_key", &body.s3_key, 1024)?,
+        s3_bucket: BoundedText::parse("s3_bucket", &body.s3_bucket, 255)?,
+        content_type: optional_text("content_type", body.content_type.as_deref(), 127)?,
+        size_bytes: body.size_bytes,
+        status: body.status.as_deref().map(DocumentStatus::parse).transpose()?.unwrap_or(DocumentStatus::Processing),
+        metadata: body.metadata.map(Metadata::parse).transpose()?.unwrap_or_else(Metadata::empty),
+        embedding: body.embedding.map(Embedding::parse).transpose()?,
+    };
+    let mut tx = authed.tx;
+    let document = tx.documents().create(new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(document.into())))
+}
+
+/// Lists documents, newest first (audited `document.listed`).
+#[utoipa::path(get, path = "/api/v1/documents", tag = "documents", security(("bearer" = [])), params(DocumentListQuery),
+    responses((status = 200, body = ListResponse<DocumentResponse>)))]
+pub async fn list(
+    authed: Authed<Viewer>,
+    ApiQuery(query): ApiQuery<DocumentListQuery>,
+) -> Result<Json<ListResponse<DocumentResponse>>, ApiError> {
+    let filter = DocumentFilter {
+        status: query.status.as_deref().map(DocumentStatus::parse).transpose()?,
+        user_id: query.user_id.as_deref().map(parse_id::<UserId>).transpose()?,
+        deleted: parse_deleted(query.deleted.as_deref())?,
+    };
+    let (limit, cursor) = PageQuery { limit: query.limit, cursor: query.cursor }.parse()?;
+    let mut tx = authed.tx;
+    let page = tx.documents().list(filter, limit, cursor).await?;
+    tx.commit().await?;
+    Ok(Json(ListResponse::from_page(page, DocumentResponse::from)))
+}
+
+/// A document (audited `document.read`); `?include=embedding` adds its embedding.
+#[utoipa::path(get, path = "/api/v1/documents/{id}", tag = "documents", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path), GetDocumentQuery),
+    responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+pub async fn get(
+    authed: Authed<Viewer>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<GetDocumentQuery>,
+) -> Result<Json<DocumentResponse>, ApiError> {
+    let id: DocumentId = parse_id(&id)?;
+    let with_embedding = match query.include.as_deref() {
+        None => false,
+        Some("embedding") => true,
+        Some(_) => return Err(ApiError::new(ErrorCode::Val003).with_message("include: only `embedding` is supported")),
+    };
+    let mut tx = authed.tx;
+    let document =
+        if with_embedding { tx.documents().get_with_embedding(id).await? } else { tx.documents().get(id).await? };
+    tx.commit().await?;
+    Ok(Json(document.into()))
+}
+
+/// Changes a document (member, admin; audited `document.updated` with the names of the fields
+/// set). `metadata` is a JSON Merge Patch.
+#[utoipa::path(patch, path = "/api/v1/documents/{id}", tag = "documents", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+    request_body = UpdateDocumentRequest, responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+pub async fn update(
+    authed: Authed<Member>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateDocumentRequest>,
+) -> Result<Json<DocumentResponse>, ApiError> {
+    let id: DocumentId = parse_id(&id)?;
+    let status = body.status.as_deref().map(DocumentStatus::parse).transpose()?;
+    let embedding = body.embedding.map(|e| e.map(Embedding::parse).transpose()).transpose()?;
+    if let Some(patch) = &body.metadata
+        && !patch.is_object()
+    {
+        return Err(ApiError::new(ErrorCode::Val003).with_message("metadata: must be a JSON object (a merge patch)"));
+    }
+    let mut tx = authed.tx;
+    // The merge patch applies to the stored metadata, read in the same transaction (the read is
+    // audited as `document.read`, the write as `document.updated`).
+    let metadata = match body.metadata {
+        None => None,
+        Some(patch) => {
+            let mut current = tx.documents().get(id).await?.metadata;
+            merge_patch(&mut current, patch);
+            Some(Metadata::parse(current)?)
+        }
+    };
+    let document = tx.documents().update(id, DocumentUpdate { status, metadata, embedding }).await?;
+    tx.commit().await?;
+    Ok(Json(document.into()))
+}
+
+/// Soft-deletes a document (member, admin; audited `document.deleted`).
+#[utoipa::path(delete, path = "/api/v1/documents/{id}", tag = "documents", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+pub async fn delete(authed: Authed<Member>, Path(id): Path<String>) -> Result<Json<DocumentResponse>, ApiError> {
+    let id: DocumentId = parse_id(&id)?;
+    let mut tx = authed.tx;
+    let document = tx.documents().soft_delete(id).await?;
+    tx.commit().await?;
+    Ok(Json(document.into()))
+}
+
+/// Restores a soft-deleted document (member, admin; audited `document.restored`).
+#[utoipa::path(post, path = "/api/v1/documents/{id}/restore", tag = "documents", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope)))]
+pub async fn restore(authed: Authed<Member>, Path(id): Path<String>) -> Result<Json<DocumentResponse>, ApiError> {
+    let id: DocumentId = parse_id(&id)?;
+    let mut tx = authed.tx;
+    let document = tx.documents().restore(id).await?;
+    tx.commit().await?;
+    Ok(Json(document.into()))
+}
+
+/// The caller's tenant's nearest documents (audited `document.searched`).
+#[utoipa::path(post, path = "/api/v1/documents/search", tag = "documents", security(("bearer" = [])), request_body = SearchRequest,
+    responses((status = 200, body = SearchResponse), (status = 422, body = crate::error::ErrorEnvelope)))]
+pub async fn search(
+    authed: Authed<Viewer>,
+    ApiJson(body): ApiJson<SearchRequest>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let embedding = Embedding::parse(body.embedding)?;
+    let limit = body.limit.map(SearchLimit::parse).transpose()?.unwrap_or_default();
+    let threshold = body.threshold.map(Threshold::parse).transpose()?.unwrap_or_default();
+    let mut tx = authed.tx;
+    let hits = tx.documents().similarity_search(&embedding, limit, threshold).await?;
+    tx.commit().await?;
+    Ok(Json(SearchResponse { results: hits.into_iter().map(SearchResult::from).collect() }))
+}
+
+/// JSON Merge Patch (RFC 7396): objects merge recursively, `null` removes a member, anything
+/// else replaces.
+fn merge_patch(target: &mut Value, patch: Value) {
+    match patch {
+        Value::Object(members) => {
+            if !target.is_object() {
+                *target = Value::Object(serde_json::Map::new());
+            }
+            if let Value::Object(map) = target {
+                for (key, value) in members {
+                    if value.is_null() {
+                        map.remove(&key);
+                    } else {
+                        merge_patch(map.entry(key).or_insert(Value::Null), value);
+                    }
+                }
+            }
+        }
+        other => *target = other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::merge_patch;
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        // The examples of RFC 7396 §3 / Appendix A.
+        let cases = [
+            (json!({"a":"b"}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":"b"}), json!({"b":"c"}), json!({"a":"b","b":"c"})),
+            (json!({"a":"b"}), json!({"a":null}), json!({})),
+            (json!({"a":"b","b":"c"}), json!({"a":null}), json!({"b":"c"})),
+            (json!({"a":["b"]}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":{"b":"c"}}), json!({"a":{"b":"d","c":null}}), json!({"a":{"b":"d"}})),
+            (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
+            (json!({}), json!({"a":{"bb":{"ccc":null}}}), json!({"a":{"bb":{}}})),
+        ];
+        for (mut target, patch, expected) in cases {
+            merge_patch(&mut target, patch);
+            assert_eq!(target, expected);
+        }
+    }
+}

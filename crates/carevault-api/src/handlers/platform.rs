@@ -1,0 +1,96 @@
+//! `/platform/tenants`: tenant administration on `PLATFORM_API_TOKEN`, on the platform pool.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use carevault_db::{BoundedText, PlatformTx, TenantId, TenantStatus};
+use serde::Deserialize;
+
+use super::me::TenantResponse;
+use super::{ListResponse, PageQuery, parse_deleted, parse_id};
+use crate::extract::{ApiJson, ApiQuery, PlatformAuth};
+use crate::{ApiError, AppState};
+
+/// `POST /platform/tenants`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantRequest {
+    /// Name (at most 255 characters).
+    pub name: String,
+    /// `active` (default), `suspended` or `trial`.
+    pub status: Option<String>,
+}
+
+/// `GET /platform/tenants` filters.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TenantListQuery {
+    /// `exclude` (default), `only` or `include` soft-deleted tenants.
+    pub deleted: Option<String>,
+    /// Rows per page: 1 to 200, default 50.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Creates a tenant (audited `tenant.created` in its own log).
+#[utoipa::path(post, path = "/api/v1/platform/tenants", tag = "platform", security(("platform" = [])), request_body = CreateTenantRequest,
+    responses((status = 201, body = TenantResponse), (status = 401, body = crate::error::ErrorEnvelope)))]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: PlatformAuth,
+    ApiJson(body): ApiJson<CreateTenantRequest>,
+) -> Result<(StatusCode, Json<TenantResponse>), ApiError> {
+    let name = BoundedText::parse("name", &body.name, 255)?;
+    let status = body.status.as_deref().map(TenantStatus::parse).transpose()?.unwrap_or(TenantStatus::Active);
+    let mut tx = PlatformTx::begin(&state.inner.platform_pool, auth.context).await?;
+    let tenant = tx.tenants().create(name, status).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(tenant.into())))
+}
+
+/// Lists tenants, newest first.
+#[utoipa::path(get, path = "/api/v1/platform/tenants", tag = "platform", security(("platform" = [])), params(TenantListQuery),
+    responses((status = 200, body = ListResponse<TenantResponse>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: PlatformAuth,
+    ApiQuery(query): ApiQuery<TenantListQuery>,
+) -> Result<Json<ListResponse<TenantResponse>>, ApiError> {
+    let deleted = parse_deleted(query.deleted.as_deref())?;
+    let (limit, cursor) = PageQuery { limit: query.limit, cursor: query.cursor }.parse()?;
+    let mut tx = PlatformTx::begin(&state.inner.platform_pool, auth.context).await?;
+    let page = tx.tenants().list(deleted, limit, cursor).await?;
+    tx.commit().await?;
+    Ok(Json(ListResponse::from_page(page, TenantResponse::from)))
+}
+
+/// Suspends a tenant (audited `tenant.suspended`).
+#[utoipa::path(post, path = "/api/v1/platform/tenants/{id}/suspend", tag = "platform", security(("platform" = [])), params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = TenantResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+pub async fn suspend(
+    State(state): State<AppState>,
+    auth: PlatformAuth,
+    Path(id): Path<String>,
+) -> Result<Json<TenantResponse>, ApiError> {
+    let id: TenantId = parse_id(&id)?;
+    let mut tx = PlatformTx::begin(&state.inner.platform_pool, auth.context).await?;
+    let tenant = tx.tenants().suspend(id).await?;
+    tx.commit().await?;
+    Ok(Json(tenant.into()))
+}
+
+/// Activates a tenant (audited `tenant.activated`).
+#[utoipa::path(post, path = "/api/v1/platform/tenants/{id}/activate", tag = "platform", security(("platform" = [])), params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = TenantResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+pub async fn activate(
+    State(state): State<AppState>,
+    auth: PlatformAuth,
+    Path(id): Path<String>,
+) -> Result<Json<TenantResponse>, ApiError> {
+    let id: TenantId = parse_id(&id)?;
+    let mut tx = PlatformTx::begin(&state.inner.platform_pool, auth.context).await?;
+    let tenant = tx.tenants().activate(id).await?;
+    tx.commit().await?;
+    Ok(Json(tenant.into()))
+}

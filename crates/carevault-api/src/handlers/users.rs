@@ -1,0 +1,191 @@
+//! `/users`: read by everyone, changed by admins.
+
+use axum::Json;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use carevault_db::repo::{NewUser, User, UserUpdate};
+use carevault_db::{BoundedText, Email, UserId, UserRole};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ListResponse, PageQuery, double_option, parse_deleted, parse_id};
+use crate::ApiError;
+use crate::extract::{Admin, ApiJson, ApiQuery, Authed, Viewer};
+
+/// A user.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserResponse {
+    /// Id.
+    pub id: uuid::Uuid,
+    /// Email.
+    pub email: String,
+    /// Display name.
+    pub full_name: Option<String>,
+    /// `admin`, `member` or `viewer`.
+    pub role: String,
+    /// The identity provider's `sub`.
+    pub external_idp_id: Option<String>,
+    /// Last login.
+    pub last_login_at: Option<DateTime<Utc>>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Soft-deleted at.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<User> for UserResponse {
+    fn from(u: User) -> UserResponse {
+        UserResponse {
+            id: u.id.as_uuid(),
+            email: u.email,
+            full_name: u.full_name,
+            role: u.role.as_str().to_string(),
+            external_idp_id: u.external_idp_id,
+            last_login_at: u.last_login_at,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+            deleted_at: u.deleted_at,
+        }
+    }
+}
+
+/// `POST /users`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// Email, unique among the tenant's active users.
+    pub email: String,
+    /// `admin`, `member` or `viewer`.
+    pub role: String,
+    /// Display name.
+    pub full_name: Option<String>,
+    /// The identity provider's `sub`.
+    pub external_idp_id: Option<String>,
+}
+
+/// `PATCH /users/{id}`: only the fields present change; `null` clears a nullable one.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    /// New email.
+    pub email: Option<String>,
+    /// New role.
+    pub role: Option<String>,
+    /// New display name (`null` clears it).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub full_name: Option<Option<String>>,
+    /// New identity-provider `sub` (`null` clears it).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub external_idp_id: Option<Option<String>>,
+}
+
+/// `GET /users` filters.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserListQuery {
+    /// `exclude` (default), `only` or `include` soft-deleted users.
+    pub deleted: Option<String>,
+    /// Rows per page: 1 to 200, default 50.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn optional_text(field: &'static str, value: Option<&str>, max: usize) -> Result<Option<BoundedText>, ApiError> {
+    Ok(value.map(|v| BoundedText::parse(field, v, max)).transpose()?)
+}
+
+/// Creates a user (admin; audited `user.created`).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = CreateUserRequest,
+    responses((status = 201, body = UserResponse), (status = 409, body = crate::error::ErrorEnvelope), (status = 422, body = crate::error::ErrorEnvelope)))]
+pub async fn create(
+    authed: Authed<Admin>,
+    ApiJson(body): ApiJson<CreateUserRequest>,
+) -> Result<(StatusCode, Json<UserResponse>), ApiError> {
+    let new = NewUser {
+        email: Email::parse(&body.email)?,
+        role: UserRole::parse(&body.role)?,
+        full_name: optional_text("full_name", body.full_name.as_deref(), 255)?,
+        external_idp_id: optional_text("external_idp_id", body.external_idp_id.as_deref(), 255)?,
+    };
+    let mut tx = authed.tx;
+    let user = tx.users().create(new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+/// Lists users, newest first (audited `user.listed`).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(UserListQuery),
+    responses((status = 200, body = ListResponse<UserResponse>)))]
+pub async fn list(
+    authed: Authed<Viewer>,
+    ApiQuery(query): ApiQuery<UserListQuery>,
+) -> Result<Json<ListResponse<UserResponse>>, ApiError> {
+    let deleted = parse_deleted(query.deleted.as_deref())?;
+    let (limit, cursor) = PageQuery { limit: query.limit, cursor: query.cursor }.parse()?;
+    let mut tx = authed.tx;
+    let page = tx.users().list(deleted, limit, cursor).await?;
+    tx.commit().await?;
+    Ok(Json(ListResponse::from_page(page, UserResponse::from)))
+}
+
+/// A user (audited `user.read`).
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+pub async fn get(authed: Authed<Viewer>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
+    let id: UserId = parse_id(&id)?;
+    let mut tx = authed.tx;
+    let user = tx.users().get(id).await?;
+    tx.commit().await?;
+    Ok(Json(user.into()))
+}
+
+/// Changes a user (admin; audited `user.updated` with the names of the fields set).
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+    request_body = UpdateUserRequest, responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+pub async fn update(
+    authed: Authed<Admin>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateUserRequest>,
+) -> Result<Json<UserResponse>, ApiError> {
+    let id: UserId = parse_id(&id)?;
+    let update = UserUpdate {
+        email: body.email.as_deref().map(Email::parse).transpose()?,
+        role: body.role.as_deref().map(UserRole::parse).transpose()?,
+        full_name: body.full_name.map(|v| optional_text("full_name", v.as_deref(), 255)).transpose()?,
+        external_idp_id: body
+            .external_idp_id
+            .map(|v| optional_text("external_idp_id", v.as_deref(), 255))
+            .transpose()?,
+    };
+    let mut tx = authed.tx;
+    let user = tx.users().update(id, update).await?;
+    tx.commit().await?;
+    Ok(Json(user.into()))
+}
+
+/// Soft-deletes a user (admin; audited `user.deleted`).
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+pub async fn delete(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
+    let id: UserId = parse_id(&id)?;
+    let mut tx = authed.tx;
+    let user = tx.users().soft_delete(id).await?;
+    tx.commit().await?;
+    Ok(Json(user.into()))
+}
+
+/// Restores a soft-deleted user (admin; audited `user.restored`).
+#[utoipa::path(post, path = "/api/v1/users/{id}/restore", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope)))]
+pub async fn restore(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
+    let id: UserId = parse_id(&id)?;
+    let mut tx = authed.tx;
+    let user = tx.users().restore(id).await?;
+    tx.commit().await?;
+    Ok(Json(user.into()))
+}

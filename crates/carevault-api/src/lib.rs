@@ -1,0 +1,83 @@
+//! carevault's HTTP API: the axum router, authentication, the error envelope, the handlers and
+//! the OpenAPI document. It never writes SQL: every handler works through the
+//! [`carevault_db::TenantTx`] that [`extract::Authed`] opens for the request (or a
+//! [`carevault_db::PlatformTx`] on the platform API).
+//!
+//! Request flow: request id and client address → error envelope → panic catcher → timeout →
+//! CORS → body limit → route → `Authed` (token, tenant, user, role) → handler → commit.
+
+pub mod auth;
+mod config;
+mod error;
+pub mod extract;
+pub mod handlers;
+mod middleware;
+pub mod openapi;
+mod state;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+
+pub use config::{ApiConfig, Environment};
+pub use error::{ApiError, ErrorBody, ErrorCode, ErrorEnvelope};
+pub use middleware::{ClientIp, RequestId};
+pub use state::AppState;
+
+use handlers::{audit, documents, health, me, platform, users};
+
+/// The whole application: `/api/v1/...` and `/openapi.json`, with every layer.
+pub fn router(state: AppState) -> Router {
+    let config = state.inner.config.clone();
+    let mut api = Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/auth/validate", get(me::validate))
+        .route("/tenants/current", get(me::current_tenant))
+        .route("/users", post(users::create).get(users::list))
+        .route("/users/{id}", get(users::get).patch(users::update).delete(users::delete))
+        .route("/users/{id}/restore", post(users::restore))
+        .route("/documents", post(documents::create).get(documents::list))
+        .route("/documents/search", post(documents::search))
+        .route("/documents/{id}", get(documents::get).patch(documents::update).delete(documents::delete))
+        .route("/documents/{id}/restore", post(documents::restore))
+        .route("/audit-logs", get(audit::list));
+    // Without PLATFORM_API_TOKEN the platform routes do not exist (404), rather than answering 401
+    // to a credential nobody can have.
+    if config.platform_api_token.is_some() {
+        api = api
+            .route("/platform/tenants", post(platform::create).get(platform::list))
+            .route("/platform/tenants/{id}/suspend", post(platform::suspend))
+            .route("/platform/tenants/{id}/activate", post(platform::activate));
+    }
+    let cors = (!config.allowed_origins.is_empty()).then(|| cors_layer(&config.allowed_origins));
+    Router::new()
+        .nest("/api/v1", api)
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi::openapi_json()) }),
+        )
+        .fallback(|| async { ApiError::new(ErrorCode::Req404).into_response() })
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(tower::util::option_layer(cors))
+        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, config.request_timeout))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::finish_errors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::request_context))
+        .with_state(state)
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let origin = if origins.iter().any(|o| o == "*") { AllowOrigin::any() } else { AllowOrigin::list(origins) };
+    CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("x-request-id")])
+        .expose_headers([HeaderName::from_static("x-request-id")])
+}

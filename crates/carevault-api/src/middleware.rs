@@ -1,0 +1,172 @@
+//! Request-wide middleware: the request id, the client address, and the error envelope.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{CONTENT_TYPE, HeaderValue};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ErrorBody, ErrorEnvelope};
+use crate::{ApiError, AppState, Environment, ErrorCode};
+
+/// The request id of a request (DESIGN §7.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// The client's address: the peer, or the first untrusted address of `X-Forwarded-For` when the
+/// peer is a trusted proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Accepts an incoming `X-Request-ID` of 1–64 characters of `[A-Za-z0-9._-]`, or generates a
+/// UUID; stores it for handlers and logs and returns it in the response header. Also resolves the
+/// client address.
+pub async fn request_context(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| is_valid_request_id(id))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let client = client_ip(peer, request.headers(), &state.inner.config.trusted_proxies);
+    request.extensions_mut().insert(RequestId(request_id.clone()));
+    request.extensions_mut().insert(ClientIp(client));
+
+    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method());
+    let mut response = {
+        let _entered = span.enter();
+        // Only the path (ids, never PHI) is logged; never the query string, headers or body.
+        tracing::info!(path = request.uri().path(), "request");
+        drop(_entered);
+        next.run(request).await
+    };
+    tracing::info!(parent: &span, status = response.status().as_u16(), "response");
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+fn is_valid_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The client address: `X-Forwarded-For` is believed only when the peer is a trusted proxy, and
+/// then read from the right, skipping trusted proxies (the left part is whatever the client sent).
+fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = peer?;
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|part| part.trim().parse().ok())
+        .collect();
+    Some(forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer))
+}
+
+/// Renders every error response as the envelope: [`ApiError`]s recorded by handlers and
+/// extractors, and the bare statuses produced by axum itself (unknown route, wrong method) or by
+/// layers (body limit, timeout).
+pub async fn finish_errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default();
+    let mut response = next.run(request).await;
+    let error = match response.extensions_mut().remove::<ApiError>() {
+        Some(error) => error,
+        None => {
+            let status = response.status();
+            let is_json =
+                response.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            // A handler's own JSON error body (readiness) is kept; bare statuses from axum and
+            // the layers become the envelope.
+            if is_json || !(status.is_client_error() || status.is_server_error()) {
+                return response;
+            }
+            ApiError::new(code_for_bare_status(status))
+        }
+    };
+    render(error, request_id, state.inner.config.environment, response.headers())
+}
+
+fn code_for_bare_status(status: StatusCode) -> ErrorCode {
+    match status {
+        StatusCode::NOT_FOUND => ErrorCode::Req404,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::Req405,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::Req413,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::Req415,
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => ErrorCode::Sys005,
+        StatusCode::BAD_REQUEST => ErrorCode::Val001,
+        StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::Val003,
+        StatusCode::UNAUTHORIZED => ErrorCode::Auth001,
+        StatusCode::FORBIDDEN => ErrorCode::Auth009,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Sys001,
+        _ => ErrorCode::Sys003,
+    }
+}
+
+fn render(error: ApiError, request_id: String, environment: Environment, headers: &HeaderMap) -> Response {
+    let detail = if environment == Environment::Production { None } else { error.detail };
+    let envelope = ErrorEnvelope {
+        error: ErrorBody { code: error.code, message: error.message.into_owned(), request_id, detail },
+    };
+    let body = serde_json::to_vec(&envelope).unwrap_or_default();
+    let mut response = (error.code.status(), Body::from(body)).into_response();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Keep what layers set that still matters (Allow on 405, CORS headers).
+    for name in ["allow", "access-control-allow-origin", "access-control-allow-credentials", "vary"] {
+        if let Some(value) = headers.get(name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
+}
+
+/// A panic becomes a 500 `SYS_003` (logged, never shown).
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!(panic = %message, backtrace = %std::backtrace::Backtrace::force_capture(), "handler panicked");
+    ApiError::new(ErrorCode::Sys003).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_short_and_plain() {
+        assert!(is_valid_request_id("abc-123_x.y"));
+        assert!(!is_valid_request_id(""));
+        assert!(!is_valid_request_id(&"a".repeat(65)));
+        assert!(!is_valid_request_id("a b"));
+        assert!(!is_valid_request_id("<script>"));
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 203.0.113.7, 10.0.0.2"));
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        // Through the trusted proxy: the rightmost untrusted address, not the spoofable leftmost.
+        assert_eq!(client_ip(Some(proxy), &headers, &trusted), Some("203.0.113.7".parse().unwrap()));
+        // From anyone else the header is ignored.
+        assert_eq!(client_ip(Some(stranger), &headers, &trusted), Some(stranger));
+        assert_eq!(client_ip(Some(stranger), &headers, &[]), Some(stranger));
+    }
+}

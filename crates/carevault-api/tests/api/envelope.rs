@@ -1,0 +1,62 @@
+//! The envelope and the request id, on every kind of error.
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn the_request_id_is_accepted_or_generated_and_always_returned() {
+    let app = TestApp::spawn().await;
+    for (sent, expect_same) in [
+        (Some("abc-123_X.y"), true),
+        (Some("bad id with spaces"), false),
+        (Some(&*"x".repeat(65)), false),
+        (None, false),
+    ] {
+        let mut request = app.client.get(app.url("/api/v1/nowhere"));
+        if let Some(id) = sent {
+            request = request.header("x-request-id", id);
+        }
+        let reply = crate::helpers::read(request.send().await.unwrap()).await;
+        let returned = reply.request_id.clone().unwrap();
+        assert_eq!(reply.body["error"]["request_id"], returned.as_str());
+        assert_eq!((reply.status, reply.code()), (404, "REQ_404"));
+        if expect_same {
+            assert_eq!(Some(returned.as_str()), sent);
+        } else {
+            assert!(uuid::Uuid::parse_str(&returned).is_ok(), "{returned}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn detail_is_hidden_in_production() {
+    let dev = TestApp::spawn().await;
+    let prod = TestApp::spawn_with(|config, _| config.environment = carevault_api::Environment::Production).await;
+    for app in [&dev, &prod] {
+        let tenant = app.tenant("Clinic").await;
+        let admin = app.caller(tenant, carevault_db::UserRole::Admin, "admin").await;
+        let broken = app
+            .client
+            .post(app.url("/api/v1/documents"))
+            .bearer_auth(&admin.token)
+            .header("content-type", "application/json")
+            .body("{");
+        let reply = crate::helpers::read(broken.send().await.unwrap()).await;
+        assert_eq!(reply.code(), "VAL_001");
+        assert_eq!(reply.body["error"].get("detail").is_some(), std::ptr::eq(app, &dev));
+    }
+}
+
+#[tokio::test]
+async fn cors_follows_the_configured_origins() {
+    let app = TestApp::spawn_with(|config, _| config.allowed_origins = vec!["https://app.example".into()]).await;
+    let allowed =
+        app.client.get(app.url("/api/v1/health/live")).header("origin", "https://app.example").send().await.unwrap();
+    assert_eq!(allowed.headers().get("access-control-allow-origin").unwrap(), "https://app.example");
+    let other =
+        app.client.get(app.url("/api/v1/health/live")).header("origin", "https://evil.example").send().await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let none = TestApp::spawn().await;
+    let reply =
+        none.client.get(none.url("/api/v1/health/live")).header("origin", "https://app.example").send().await.unwrap();
+    assert!(reply.headers().get("access-control-allow-origin").is_none());
+}

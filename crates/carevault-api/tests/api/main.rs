@@ -1,0 +1,14 @@
+//! The HTTP API end to end: the real router on a random port, over real HTTP, against a fresh
+//! PostgreSQL database per test, connected as the login roles (`carevault_api`, `carevault_ops`).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod bad_input;
+mod cross_tenant;
+mod endpoints;
+mod envelope;
+mod helpers;
+mod roles;
+mod search;
+mod tokens;
