@@ -29,11 +29,20 @@ pub use error::{ApiError, ErrorBody, ErrorCode, ErrorEnvelope};
 pub use middleware::{ClientIp, RequestId};
 pub use state::AppState;
 
+/// The routes of the application, for [`with_layers`] (tests add their own before layering).
+pub fn api_routes(state: &AppState) -> Router<AppState> {
+    routes(&state.inner.config)
+}
+
 use handlers::{audit, documents, health, me, platform, users};
 
 /// The whole application: `/api/v1/...` and `/openapi.json`, with every layer.
 pub fn router(state: AppState) -> Router {
-    let config = state.inner.config.clone();
+    with_layers(routes(&state.inner.config), state)
+}
+
+/// The routes, without the layers.
+fn routes(config: &ApiConfig) -> Router<AppState> {
     let mut api = Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
@@ -55,13 +64,19 @@ pub fn router(state: AppState) -> Router {
             .route("/platform/tenants/{id}/suspend", post(platform::suspend))
             .route("/platform/tenants/{id}/activate", post(platform::activate));
     }
+    Router::new().nest("/api/v1", api).route(
+        "/openapi.json",
+        get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi::openapi_json()) }),
+    )
+}
+
+/// Wraps `routes` in every layer of the application: request id and client address, error
+/// envelope, panic catcher, timeout, CORS and body limit. Public so that tests (and embedders)
+/// can add routes of their own under the same guarantees.
+pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    let config = state.inner.config.clone();
     let cors = (!config.allowed_origins.is_empty()).then(|| cors_layer(&config.allowed_origins));
-    Router::new()
-        .nest("/api/v1", api)
-        .route(
-            "/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi::openapi_json()) }),
-        )
+    routes
         .fallback(|| async { ApiError::new(ErrorCode::Req404).into_response() })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower::util::option_layer(cors))

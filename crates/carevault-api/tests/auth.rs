@@ -333,7 +333,7 @@ async fn slow_idp_cannot_hang_requests() {
     let started = Instant::now();
     let result = auth.verify(&rsa.sign(&claims(&idp.issuer()))).await;
     assert!(matches!(result, Err(AuthError::KeysUnavailable(_))), "{result:?}");
-    assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_millis(800), "took {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -349,7 +349,7 @@ async fn slow_idp_does_not_delay_known_keys_when_the_cache_is_stale() {
     for _ in 0..5 {
         auth.verify(&rsa.sign(&claims(&idp.issuer()))).await.unwrap();
     }
-    assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_millis(800), "took {:?}", started.elapsed());
 }
 
 #[tokio::test]

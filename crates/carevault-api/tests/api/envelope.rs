@@ -60,3 +60,54 @@ async fn cors_follows_the_configured_origins() {
         none.client.get(none.url("/api/v1/health/live")).header("origin", "https://app.example").send().await.unwrap();
     assert!(reply.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn panics_and_timeouts_get_the_envelope() {
+    let app = TestApp::spawn_custom(
+        |config, _| config.request_timeout = std::time::Duration::from_millis(300),
+        carevault_db::PoolConfig::default(),
+        |routes| {
+            routes
+                .route(
+                    "/test/panic",
+                    axum::routing::get(|| async {
+                        if true {
+                            panic!("boom");
+                        }
+                        "unreachable"
+                    }),
+                )
+                .route(
+                    "/test/slow",
+                    axum::routing::get(|| async { tokio::time::sleep(std::time::Duration::from_secs(5)).await }),
+                )
+        },
+    )
+    .await;
+    let panic = app.call("GET", "/test/panic", None, None).await;
+    assert_eq!((panic.status, panic.code()), (500, "SYS_003"));
+    assert!(!panic.body.to_string().contains("boom"), "the panic message is logged, not shown");
+    let slow = app.call("GET", "/test/slow", None, None).await;
+    assert_eq!((slow.status, slow.code()), (504, "SYS_005"));
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_answers_503_promptly() {
+    let pool = carevault_db::PoolConfig {
+        max_connections: 1,
+        acquire_timeout: std::time::Duration::from_millis(300),
+        statement_cache: true,
+    };
+    let app = TestApp::spawn_custom(|_, _| {}, pool, |r| r).await;
+    let tenant = app.tenant("Clinic").await;
+    let viewer = app.caller(tenant, carevault_db::UserRole::Viewer, "v").await;
+    // Hold the only connection.
+    let held = carevault_db::TenantTx::begin(&app.app_pool, tenant, Default::default()).await.unwrap();
+    let started = std::time::Instant::now();
+    let reply = app.call("GET", "/api/v1/documents", Some(&viewer.token), None).await;
+    assert_eq!((reply.status, reply.code()), (503, "SYS_004"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "prompt, not a hang");
+    drop(held);
+    let reply = app.call("GET", "/api/v1/documents", Some(&viewer.token), None).await;
+    assert_eq!(reply.status, 200);
+}

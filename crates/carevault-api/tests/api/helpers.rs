@@ -23,7 +23,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: TestDb,
     pub auth: AuthConfig,
-    app_pool: AppPool,
+    pub app_pool: AppPool,
     platform_pool: PlatformPool,
 }
 
@@ -65,19 +65,33 @@ impl TestApp {
 
     /// The app with settings changed by `configure`.
     pub async fn spawn_with(configure: impl FnOnce(&mut ApiConfig, &mut AuthConfig)) -> TestApp {
+        TestApp::spawn_custom(
+            configure,
+            PoolConfig { max_connections: 5, acquire_timeout: Duration::from_secs(5), statement_cache: true },
+            |r| r,
+        )
+        .await
+    }
+
+    /// The app with settings, pool sizing and extra routes of the test's own (layered like the
+    /// real ones).
+    pub async fn spawn_custom(
+        configure: impl FnOnce(&mut ApiConfig, &mut AuthConfig),
+        pool_config: PoolConfig,
+        extra_routes: impl FnOnce(axum::Router<AppState>) -> axum::Router<AppState>,
+    ) -> TestApp {
         let db = TestDb::new().await;
         let mut config = ApiConfig { platform_api_token: Some(PLATFORM_TOKEN.into()), ..ApiConfig::default() };
         let mut auth = AuthConfig { hs256_secret: Some(SECRET.into()), ..AuthConfig::default() };
         configure(&mut config, &mut auth);
-        let pool_config =
-            PoolConfig { max_connections: 5, acquire_timeout: Duration::from_secs(5), statement_cache: true };
         let app_pool = AppPool::connect_lazy(&db.app_url(), pool_config).unwrap();
         let platform_pool = PlatformPool::connect_lazy(&db.ops_url(), pool_config).unwrap();
         let authenticator = Authenticator::new(auth.clone(), reqwest::Client::new());
         let state = AppState::new(app_pool.clone(), platform_pool.clone(), authenticator, config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let app = carevault_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let routes = extra_routes(carevault_api::api_routes(&state));
+        let app = carevault_api::with_layers(routes, state).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         TestApp { base: format!("http://{address}"), client: reqwest::Client::new(), db, auth, app_pool, platform_pool }
     }
