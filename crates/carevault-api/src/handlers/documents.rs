@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ListResponse, PageQuery, double_option, parse_deleted, parse_id};
+use super::{ListResponse, PageQuery, double_option, optional_text, parse_deleted, parse_id};
 use crate::extract::{ApiJson, ApiQuery, Authed, Member, Viewer};
 use crate::{ApiError, ErrorCode};
 
@@ -179,10 +179,6 @@ impl From<SearchHit> for SearchResult {
             similarity: h.similarity,
         }
     }
-}
-
-fn optional_text(field: &'static str, value: Option<&str>, max: usize) -> Result<Option<BoundedText>, ApiError> {
-    Ok(value.map(|v| BoundedText::parse(field, v, max)).transpose()?)
 }
 
 /// Creates a document (member, admin; audited `document.created`).

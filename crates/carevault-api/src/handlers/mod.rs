@@ -80,6 +80,15 @@ pub(crate) fn parse_id<T: std::str::FromStr<Err = carevault_db::ValidationError>
     text.parse::<T>().map_err(ApiError::from)
 }
 
+/// Validates an optional text field of at most `max` characters.
+pub(crate) fn optional_text(
+    field: &'static str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<carevault_db::BoundedText>, ApiError> {
+    Ok(value.map(|v| carevault_db::BoundedText::parse(field, v, max)).transpose()?)
+}
+
 /// Deserializes a field that distinguishes "absent" (`None`) from `null` (`Some(None)`).
 pub(crate) fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where

@@ -4,11 +4,11 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use carevault_db::repo::{NewUser, User, UserUpdate};
-use carevault_db::{BoundedText, Email, UserId, UserRole};
+use carevault_db::{Email, UserId, UserRole};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ListResponse, PageQuery, double_option, parse_deleted, parse_id};
+use super::{ListResponse, PageQuery, double_option, optional_text, parse_deleted, parse_id};
 use crate::ApiError;
 use crate::extract::{Admin, ApiJson, ApiQuery, Authed, Viewer};
 
@@ -93,10 +93,6 @@ pub struct UserListQuery {
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
-}
-
-fn optional_text(field: &'static str, value: Option<&str>, max: usize) -> Result<Option<BoundedText>, ApiError> {
-    Ok(value.map(|v| BoundedText::parse(field, v, max)).transpose()?)
 }
 
 /// Creates a user (admin; audited `user.created`).
