@@ -1,7 +1,6 @@
-//! The command line (DESIGN §7.2). `serve`, `doctor`, `tenant`, `user`, `token` and
-//! `healthcheck` join [`Command`] as they are built.
+//! The command line (DESIGN §7.2). `doctor` joins [`Command`] when it is built.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// carevault: multi-tenant document storage with tenant isolation enforced by PostgreSQL.
 #[derive(Debug, Parser)]
@@ -20,8 +19,163 @@ pub struct Cli {
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP API. Configuration comes from the environment (see the README); without
+    /// DATABASE_URL it runs on the embedded PostgreSQL and, in development, seeds a demo tenant and
+    /// prints ready-to-paste curl commands.
+    Serve(ListenArgs),
     /// Apply, revert or inspect the schema migrations.
     Migrate(MigrateArgs),
+    /// Create, list, suspend, activate, delete or restore tenants.
+    Tenant(TenantArgs),
+    /// Create users.
+    User(UserArgs),
+    /// Mint development tokens.
+    Token(TokenArgs),
+    /// Exit 0 when the local server answers GET /api/v1/health/live with 200, else 1 (for a
+    /// container HEALTHCHECK).
+    Healthcheck(ListenArgs),
+}
+
+/// `--listen` of `serve` and `healthcheck`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// The address to listen on (serve) or to check (healthcheck). Default: 0.0.0.0:$PORT when
+    /// PORT is set, else 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+}
+
+/// `carevault tenant ...`.
+#[derive(Debug, Args)]
+pub struct TenantArgs {
+    /// The tenant command.
+    #[command(subcommand)]
+    pub command: TenantCommand,
+}
+
+/// A tenant's status when created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitialStatus {
+    /// In use.
+    Active,
+    /// In use, on trial.
+    Trial,
+    /// Locked out until activated.
+    Suspended,
+}
+
+/// Which tenants `tenant list` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum DeletedFilter {
+    /// Only tenants that are not deleted.
+    #[default]
+    Exclude,
+    /// Only soft-deleted tenants.
+    Only,
+    /// Both.
+    Include,
+}
+
+/// The tenant commands (run on the platform path, audited in the tenant's log).
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant; prints its id.
+    Create {
+        /// The tenant's name (at most 255 characters).
+        #[arg(long)]
+        name: String,
+        /// Its status.
+        #[arg(long, value_enum, default_value_t = InitialStatus::Active)]
+        status: InitialStatus,
+    },
+    /// List tenants, newest first.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Which tenants to show.
+        #[arg(long, value_enum, default_value_t = DeletedFilter::Exclude)]
+        deleted: DeletedFilter,
+    },
+    /// Suspend a tenant: its users are refused (403) until it is activated.
+    Suspend {
+        /// The tenant id.
+        id: String,
+    },
+    /// Activate a suspended (or trial) tenant.
+    Activate {
+        /// The tenant id.
+        id: String,
+    },
+    /// Soft-delete a tenant (restorable).
+    Delete {
+        /// The tenant id.
+        id: String,
+    },
+    /// Restore a soft-deleted tenant.
+    Restore {
+        /// The tenant id.
+        id: String,
+    },
+}
+
+/// `carevault user ...`.
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    /// The user command.
+    #[command(subcommand)]
+    pub command: UserCommand,
+}
+
+/// The user commands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user in a tenant; prints its id.
+    Create {
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Email, unique among the tenant's active users.
+        #[arg(long)]
+        email: String,
+        /// admin, member or viewer.
+        #[arg(long)]
+        role: String,
+        /// The identity provider's subject (`sub` of the user's tokens).
+        #[arg(long)]
+        sub: String,
+        /// Display name.
+        #[arg(long)]
+        full_name: Option<String>,
+    },
+}
+
+/// `carevault token ...`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The token command.
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+/// The token commands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint an HS256 development token (refused in production); prints it alone on stdout.
+    Mint {
+        /// The tenant id (the token's tenant claim).
+        #[arg(long)]
+        tenant: String,
+        /// The subject (matched to the user's external_idp_id).
+        #[arg(long)]
+        sub: String,
+        /// Lifetime in seconds, at most JWT_MAX_LIFETIME_MINUTES.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// The `email` claim (used when the user is provisioned just in time).
+        #[arg(long)]
+        email: Option<String>,
+    },
 }
 
 /// `carevault migrate ...`.
@@ -69,5 +223,25 @@ mod tests {
     fn a_negative_target_parses_so_it_can_be_refused_with_a_clear_message() {
         let cli = Cli::try_parse_from(["carevault", "migrate", "down", "--target", "-1"]).expect("parses");
         assert!(matches!(cli.command, Command::Migrate(MigrateArgs { command: MigrateCommand::Down { target: -1 } })));
+    }
+
+    #[test]
+    fn operator_commands_parse() {
+        let cli = Cli::try_parse_from(["carevault", "serve", "--listen", "127.0.0.1:9"]).expect("parses");
+        assert!(matches!(cli.command, Command::Serve(ListenArgs { listen: Some(ref l) }) if l == "127.0.0.1:9"));
+        let cli =
+            Cli::try_parse_from(["carevault", "tenant", "create", "--name", "A", "--status", "trial"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Tenant(TenantArgs { command: TenantCommand::Create { status: InitialStatus::Trial, .. } })
+        ));
+        let cli = Cli::try_parse_from(["carevault", "tenant", "list", "--json", "--deleted", "only"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Tenant(TenantArgs { command: TenantCommand::List { json: true, deleted: DeletedFilter::Only } })
+        ));
+        let cli = Cli::try_parse_from(["carevault", "token", "mint", "--tenant", "t", "--sub", "s"]).expect("parses");
+        assert!(matches!(cli.command, Command::Token(TokenArgs { command: TokenCommand::Mint { ttl: 3600, .. } })));
+        assert!(Cli::try_parse_from(["carevault", "tenant", "create", "--name", "A", "--status", "gone"]).is_err());
     }
 }

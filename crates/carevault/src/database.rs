@@ -2,7 +2,8 @@
 
 use std::str::FromStr;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use carevault_db::migrate;
 use carevault_pg::{Cluster, SUPERUSER};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
@@ -35,22 +36,42 @@ impl Database {
     /// A small pool on the owner URL. Statement logging is off: migration SQL is noise on
     /// stderr, and statements elsewhere can carry PHI.
     pub async fn owner_pool(&self) -> anyhow::Result<PgPool> {
-        let options = PgConnectOptions::from_str(&self.url)
-            .with_context(|| format!("DATABASE_URL {} is not a valid PostgreSQL URL", redact(&self.url)))?
-            .disable_statement_logging();
-        // One direct connection first: the pool retries an unreachable server until its acquire
-        // timeout and then reports only "pool timed out", hiding the cause (connection refused,
-        // unknown host, ...).
-        let probe = PgConnection::connect_with(&options)
-            .await
-            .with_context(|| format!("cannot connect to {}", redact(&self.url)))?;
-        // Failing to close the probe politely changes nothing.
-        let _ = probe.close().await;
-        PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await
-            .with_context(|| format!("cannot connect to {}", redact(&self.url)))
+        owner_pool(&self.url).await
+    }
+
+    /// The URL the CLI's platform and tenant transactions log in with: on the embedded default
+    /// the least-privileged login role (`carevault_ops` / `carevault_api`), otherwise
+    /// `DATABASE_URL` (which can switch to either runtime role).
+    pub fn login_url(&self, login: &str) -> String {
+        match &self.embedded {
+            Some(cluster) => cluster.url(login, embedded::DATABASE),
+            None => self.url.clone(),
+        }
+    }
+
+    /// Makes sure the schema is at this binary's head: migrates the embedded default (it is
+    /// ours), and refuses an external database that is not, naming the fix.
+    pub async fn ensure_schema(&self, owner: &PgPool) -> anyhow::Result<()> {
+        if self.embedded.is_some() {
+            let report = migrate::up(owner).await.context("migrating the embedded PostgreSQL failed")?;
+            if report.from_version != report.to_version {
+                tracing::info!(from = report.from_version, to = report.to_version, "migrations applied");
+            }
+            return Ok(());
+        }
+        let current = migrate::current_version(owner).await?;
+        let head = migrate::head_version();
+        match current.cmp(&head) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Less => {
+                bail!(
+                    "the database is at migration version {current}, this binary expects {head}: run `carevault migrate up` first"
+                )
+            }
+            std::cmp::Ordering::Greater => bail!(
+                "the database is at migration version {current}, newer than this binary's {head}: use a newer carevault"
+            ),
+        }
     }
 
     /// Stops the embedded cluster if this process started it and nobody else uses it.
@@ -59,6 +80,53 @@ impl Database {
             embedded::stop(cluster).await;
         }
     }
+}
+
+/// A small pool on `url`, connected (so that an unreachable server is reported with its cause).
+pub async fn owner_pool(url: &str) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(url)
+        .with_context(|| format!("DATABASE_URL {} is not a valid PostgreSQL URL", redact(url)))?
+        .disable_statement_logging();
+    // One direct connection first: the pool retries an unreachable server until its acquire
+    // timeout and then reports only "pool timed out", hiding the cause (connection refused,
+    // unknown host, ...).
+    let probe =
+        PgConnection::connect_with(&options).await.with_context(|| format!("cannot connect to {}", redact(url)))?;
+    // Failing to close the probe politely changes nothing.
+    let _ = probe.close().await;
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot connect to {}", redact(url)))
+}
+
+/// What the server should know about the login of one of its pools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginPrivileges {
+    /// The login role.
+    pub role: String,
+    /// A superuser: RLS does not apply to it, and it can switch back from the runtime role.
+    pub superuser: bool,
+    /// BYPASSRLS.
+    pub bypass_rls: bool,
+}
+
+/// Connects once to `url` and reads its login's attributes.
+// Why here and not in carevault-db: it reads a catalog, no tenant data, for a start-up warning;
+// `doctor` will own the full version of this check.
+pub async fn login_privileges(url: &str) -> anyhow::Result<LoginPrivileges> {
+    let options = PgConnectOptions::from_str(url)?.disable_statement_logging();
+    let mut conn = tokio::time::timeout(std::time::Duration::from_secs(10), PgConnection::connect_with(&options))
+        .await
+        .context("timed out connecting")??;
+    let (role, superuser, bypass_rls): (String, bool, bool) = sqlx::query_as(
+        "SELECT rolname::text, rolsuper, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    let _ = conn.close().await;
+    Ok(LoginPrivileges { role, superuser, bypass_rls })
 }
 
 /// The URL with its password (in the user info or a `password=` parameter) replaced by `***`,
