@@ -10,6 +10,7 @@ use carevault_db::repo::{Tenant, User, actions};
 use carevault_db::{AuditContext, BoundedText, DbError, Email, TenantId, TenantTx, UserRole};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::auth::{AuthError, VerifiedToken};
@@ -124,9 +125,11 @@ impl<R: MinRole> FromRequestParts<AppState> for Authed<R> {
         let token = state.inner.auth.verify(token).await.map_err(auth_error)?;
         let tenant_id = match &token.tenant {
             None => return Err(ApiError::new(ErrorCode::Auth005)),
-            Some(serde_json::Value::String(text)) => {
-                TenantId::parse(text).map_err(|_| ApiError::new(ErrorCode::Auth007))?
-            }
+            // The seeded System tenant holds platform rows only; nobody signs in to it.
+            Some(serde_json::Value::String(text)) => match TenantId::parse(text) {
+                Ok(id) if id != TenantId::SYSTEM => id,
+                _ => return Err(ApiError::new(ErrorCode::Auth007)),
+            },
             Some(_) => return Err(ApiError::new(ErrorCode::Auth007)),
         };
         // The lookups run in a transaction of the *claimed* tenant: RLS shows nothing of an
@@ -141,9 +144,15 @@ impl<R: MinRole> FromRequestParts<AppState> for Authed<R> {
             Some(user) if user.is_deleted() => return Err(ApiError::new(ErrorCode::Auth008)),
             Some(user) => user,
             None => {
-                let email = token.email.as_deref().and_then(|email| Email::parse(email).ok()).ok_or_else(|| {
-                    ApiError::new(ErrorCode::Auth001).with_message("token has no valid email to provision its user")
-                })?;
+                let email = token
+                    .email
+                    .as_deref()
+                    .filter(|_| token.email_verified)
+                    .and_then(|email| Email::parse(email).ok())
+                    .ok_or_else(|| {
+                        ApiError::new(ErrorCode::Auth001)
+                            .with_message("token has no verified email to provision its user from")
+                    })?;
                 tx.users().provision(sub, email).await.map_err(|error| match error {
                     DbError::Conflict(_) => ApiError::new(ErrorCode::Res409)
                         .with_message("another active user of this tenant has the token's email"),
@@ -210,8 +219,12 @@ impl FromRequestParts<AppState> for PlatformAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let expected =
             state.inner.config.platform_api_token.as_deref().ok_or_else(|| ApiError::new(ErrorCode::Req404))?;
-        let given = bearer(parts).ok_or_else(|| ApiError::new(ErrorCode::Plat001))?;
-        if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        let given = bearer(parts).unwrap_or_default();
+        // Compare digests: equal lengths, so not even the secret's length leaks through timing.
+        let matches: bool = Sha256::digest(given.as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes())).into();
+        if !matches {
+            let client = parts.extensions.get::<ClientIp>().and_then(|ip| ip.0);
+            tracing::warn!(client = ?client, "platform API credential refused");
             return Err(ApiError::new(ErrorCode::Plat001));
         }
         Ok(PlatformAuth { context: audit_context(parts) })

@@ -4,7 +4,8 @@
 //! [`carevault_db::PlatformTx`] on the platform API).
 //!
 //! Request flow: request id and client address → error envelope → panic catcher → timeout →
-//! CORS → body limit → route → `Authed` (token, tenant, user, role) → handler → commit.
+//! CORS → body read in full (limit) → route → `Authed` (token, tenant, user, role) → handler →
+//! commit.
 
 pub mod auth;
 mod config;
@@ -78,6 +79,7 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let cors = (!config.allowed_origins.is_empty()).then(|| cors_layer(&config.allowed_origins));
     routes
         .fallback(|| async { ApiError::new(ErrorCode::Req404).into_response() })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::buffer_body))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower::util::option_layer(cors))
         .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, config.request_timeout))

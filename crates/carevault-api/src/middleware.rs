@@ -66,15 +66,27 @@ fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[ipnet::IpNet]
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    let forwarded: Vec<IpAddr> = headers
+    let entries: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .filter_map(|part| part.trim().parse().ok())
+        .map(str::trim)
         .collect();
-    Some(forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer))
+    for entry in entries.into_iter().rev() {
+        // An entry we cannot read (`ip:port`, garbage) ends the walk: skipping it would let the
+        // client's own left-hand entries through.
+        let Ok(ip) = entry.parse::<IpAddr>() else { return Some(peer) };
+        if !is_trusted(&ip) {
+            return Some(ip);
+        }
+    }
+    Some(peer)
 }
+
+/// Marks a response whose body already holds the envelope's `error` member.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvelopeIncluded;
 
 /// Renders every error response as the envelope: [`ApiError`]s recorded by handlers and
 /// extractors, and the bare statuses produced by axum itself (unknown route, wrong method) or by
@@ -124,12 +136,38 @@ fn render(error: ApiError, request_id: String, environment: Environment, headers
     let mut response = (error.code.status(), Body::from(body)).into_response();
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     // Keep what layers set that still matters (Allow on 405, CORS headers).
-    for name in ["allow", "access-control-allow-origin", "access-control-allow-credentials", "vary"] {
+    for name in [
+        "allow",
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+        "access-control-expose-headers",
+        "vary",
+    ] {
         if let Some(value) = headers.get(name) {
             response.headers_mut().insert(name, value.clone());
         }
     }
     response
+}
+
+/// Reads the whole body (up to `MAX_BODY_BYTES`) before routing. Authentication opens the
+/// request's database transaction before the handler reads its body; without this, a client
+/// trickling a body would hold a pooled connection for the whole request timeout, and a handful of
+/// such clients would exhaust the pool for every tenant.
+pub async fn buffer_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.inner.config.max_body_bytes;
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        // axum reports the limit as "length limit exceeded"; anything else is a broken upload.
+        Err(error) if error.to_string().contains("length limit") => {
+            return ApiError::new(ErrorCode::Req413).into_response();
+        }
+        Err(_) => {
+            return ApiError::new(ErrorCode::Val001).with_message("the request body could not be read").into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 /// A panic becomes a 500 `SYS_003` (logged, never shown).
@@ -168,5 +206,8 @@ mod tests {
         // From anyone else the header is ignored.
         assert_eq!(client_ip(Some(stranger), &headers, &trusted), Some(stranger));
         assert_eq!(client_ip(Some(stranger), &headers, &[]), Some(stranger));
+        // An entry the proxy wrote that we cannot read ends the walk at the proxy itself.
+        headers.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 203.0.113.7:5555"));
+        assert_eq!(client_ip(Some(proxy), &headers, &trusted), Some(proxy));
     }
 }

@@ -209,6 +209,7 @@ async fn valid_rs256_and_es256_tokens_verify() {
                 sub: "idp-user-1".into(),
                 tenant: Some(json!(TENANT)),
                 email: Some("ada@example.com".into()),
+                email_verified: false,
                 issued_at: claims["iat"].as_i64(),
                 expires_at: claims["exp"].as_i64().unwrap(),
             }

@@ -290,6 +290,10 @@ impl Metadata {
         if value.to_string().len() > METADATA_MAX_BYTES {
             return Err(ValidationError::new("metadata", "is too large"));
         }
+        // PostgreSQL's jsonb cannot store U+0000 (`\u0000`): refuse it here, not with a 500.
+        if has_nul(&value) {
+            return Err(ValidationError::new("metadata", "must not contain the NUL character"));
+        }
         Ok(Metadata(value))
     }
 
@@ -301,6 +305,15 @@ impl Metadata {
     /// The JSON value.
     pub fn as_value(&self) -> &serde_json::Value {
         &self.0
+    }
+}
+
+fn has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Object(map) => map.iter().any(|(key, value)| key.contains('\0') || has_nul(value)),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        _ => false,
     }
 }
 
@@ -465,6 +478,8 @@ mod tests {
             deep = serde_json::json!({ "n": deep });
         }
         assert_eq!(Metadata::parse(deep).unwrap_err().reason, "is nested too deeply");
+        assert!(Metadata::parse(serde_json::json!({"a": ["ok", "x\u{0}y"]})).is_err());
+        assert!(Metadata::parse(serde_json::json!({"k\u{0}": 1})).is_err());
         let big = serde_json::json!({ "x": "y".repeat(METADATA_MAX_BYTES) });
         assert_eq!(Metadata::parse(big).unwrap_err().reason, "is too large");
     }

@@ -74,14 +74,6 @@ impl DbError {
     }
 }
 
-/// Maps a unique violation on `constraint` to [`DbError::Conflict`], anything else unchanged.
-pub(crate) fn conflict_on(constraint: &'static str, message: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |error| match &error {
-        sqlx::Error::Database(db) if db.constraint() == Some(constraint) => DbError::Conflict(message),
-        _ => error.into(),
-    }
-}
-
 /// Maps a foreign-key violation to [`DbError::NotFound`]: the referenced row does not exist in
 /// this tenant (another tenant's row looks exactly like a missing one).
 pub(crate) fn missing_reference(error: sqlx::Error) -> DbError {

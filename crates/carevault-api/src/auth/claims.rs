@@ -113,7 +113,7 @@ pub(crate) fn decode_and_check(
         return Err(AuthError::Malformed("`exp` is not after `iat`".into()));
     }
     let max = i64::try_from(config.max_lifetime.as_secs()).unwrap_or(i64::MAX);
-    if expires_at - issued_at > max {
+    if expires_at.checked_sub(issued_at).is_none_or(|lifetime| lifetime > max) {
         return Err(AuthError::Malformed(format!(
             "token lifetime (exp - iat) is above the maximum of {max} s (JWT_MAX_LIFETIME_MINUTES)"
         )));
@@ -127,7 +127,10 @@ pub(crate) fn decode_and_check(
         Some(Value::String(e)) => Some(e.clone()),
         _ => None,
     };
-    Ok(VerifiedToken { sub, tenant, email, issued_at: Some(issued_at), expires_at })
+    // OIDC's `email_verified` is a boolean; Cognito sends the string "true".
+    let email_verified = matches!(claims.get("email_verified"), Some(Value::Bool(true)))
+        || matches!(claims.get("email_verified"), Some(Value::String(v)) if v == "true");
+    Ok(VerifiedToken { sub, tenant, email, email_verified, issued_at: Some(issued_at), expires_at })
 }
 
 /// RFC 7519 NumericDate: seconds since the epoch, possibly fractional (truncated).

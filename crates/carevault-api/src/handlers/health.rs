@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Serialize;
 
-use crate::{AppState, ErrorBody, ErrorCode, RequestId};
+use crate::middleware::EnvelopeIncluded;
+use crate::{AppState, Environment, ErrorBody, ErrorCode, RequestId};
 
 /// The answer of `/health/live`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -57,7 +58,7 @@ pub struct Ready {
 pub async fn ready(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
-) -> (StatusCode, Json<Ready>) {
+) -> (StatusCode, Extension<EnvelopeIncluded>, Json<Ready>) {
     let inner = &state.inner;
     let mut checks = Vec::new();
 
@@ -109,7 +110,7 @@ pub async fn ready(
 
     let failing: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
     if failing.is_empty() {
-        return (StatusCode::OK, Json(Ready { error: None, status: "ready", checks }));
+        return (StatusCode::OK, Extension(EnvelopeIncluded), Json(Ready { error: None, status: "ready", checks }));
     }
     let error = ErrorBody {
         code: ErrorCode::Sys001,
@@ -117,7 +118,15 @@ pub async fn ready(
         request_id: request_id.0,
         detail: None,
     };
-    (StatusCode::SERVICE_UNAVAILABLE, Json(Ready { error: Some(error), status: "not_ready", checks }))
+    if inner.config.environment == Environment::Production {
+        // Unauthenticated endpoint: names of failing checks only, no database error text.
+        checks.iter_mut().for_each(|check| check.error = None);
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Extension(EnvelopeIncluded),
+        Json(Ready { error: Some(error), status: "not_ready", checks }),
+    )
 }
 
 fn ms(started: Instant) -> f64 {

@@ -42,6 +42,17 @@ async fn readiness_names_the_failing_check() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(failing, ["migrations"]);
+    assert!(ready.body["checks"][1]["error"].is_string(), "development shows why");
+
+    // In production the unauthenticated endpoint names the failing check, nothing more.
+    let prod = TestApp::spawn_with(|config, _| config.environment = carevault_api::Environment::Production).await;
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)")
+        .execute(&prod.db.owner_pool().await)
+        .await
+        .unwrap();
+    let ready = prod.call("GET", "/api/v1/health/ready", None, None).await;
+    assert_eq!((ready.status, ready.body["error"]["message"].as_str()), (503, Some("not ready: migrations")));
+    assert!(ready.body["checks"].as_array().unwrap().iter().all(|c| c.get("error").is_none()));
 }
 
 #[tokio::test]

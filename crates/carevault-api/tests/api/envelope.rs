@@ -111,3 +111,32 @@ async fn an_exhausted_pool_answers_503_promptly() {
     let reply = app.call("GET", "/api/v1/documents", Some(&viewer.token), None).await;
     assert_eq!(reply.status, 200);
 }
+
+#[tokio::test]
+async fn a_slowly_sent_body_holds_no_database_connection() {
+    use tokio::io::AsyncWriteExt;
+    let pool = carevault_db::PoolConfig {
+        max_connections: 1,
+        acquire_timeout: std::time::Duration::from_millis(500),
+        statement_cache: true,
+    };
+    let app = TestApp::spawn_custom(|_, _| {}, pool, |r| r).await;
+    let tenant = app.tenant("Clinic").await;
+    let viewer = app.caller(tenant, carevault_db::UserRole::Viewer, "v").await;
+    // Three clients announce a body and then stall, with a valid token.
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
+        let head = format!(
+            "POST /api/v1/documents/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"embedding\": [",
+            viewer.token
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stalled.push(stream);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The pool's one connection is still free for everybody else.
+    let reply = app.call("GET", "/api/v1/documents", Some(&viewer.token), None).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    drop(stalled);
+}

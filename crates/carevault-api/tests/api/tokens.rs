@@ -111,6 +111,19 @@ async fn bad_tokens_are_refused_with_their_code_and_write_nothing() {
     spoil("suspended tenant", &|c| c["tenant_id"] = json!(suspended.to_string()), 403, "AUTH_007");
     spoil("deleted tenant", &|c| c["tenant_id"] = json!(deleted_tenant.to_string()), 403, "AUTH_007");
     spoil("deleted user", &|c| c["sub"] = json!("gone"), 403, "AUTH_008");
+    spoil("the System tenant", &|c| c["tenant_id"] = json!(TenantId::SYSTEM.to_string()), 403, "AUTH_007");
+    // An unknown subject with an unverified email is not provisioned (the address could name
+    // somebody else).
+    spoil("unverified email", &|c| c["sub"] = json!("newcomer"), 401, "AUTH_001");
+    spoil(
+        "email_verified false",
+        &|c| {
+            c["sub"] = json!("newcomer");
+            c["email_verified"] = json!(false);
+        },
+        401,
+        "AUTH_001",
+    );
 
     let before = app.row_counts().await;
     for (name, token, status, code) in &cases {

@@ -5,11 +5,21 @@ use sqlx::{FromRow, Row};
 
 use super::actions;
 use crate::domain::{BoundedText, Cursor, Deleted, Email, Page, PageLimit, TenantId, UserId, UserRole};
-use crate::error::conflict_on;
 use crate::{DbError, TenantTx, ValidationError};
 
 const ACTIVE_EMAIL_INDEX: &str = "idx_users_tenant_email_active";
 const EMAIL_TAKEN: &str = "an active user with this email exists";
+const ACTIVE_IDP_INDEX: &str = "idx_users_tenant_external_idp_active";
+const IDP_TAKEN: &str = "an active user with this identity-provider id exists";
+
+/// Unique violations of a user write, as conflicts a caller can act on.
+fn user_conflict(error: sqlx::Error) -> DbError {
+    match &error {
+        sqlx::Error::Database(db) if db.constraint() == Some(ACTIVE_EMAIL_INDEX) => DbError::Conflict(EMAIL_TAKEN),
+        sqlx::Error::Database(db) if db.constraint() == Some(ACTIVE_IDP_INDEX) => DbError::Conflict(IDP_TAKEN),
+        _ => error.into(),
+    }
+}
 
 /// A user of a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -157,7 +167,7 @@ impl Users<'_> {
         .bind(new.external_idp_id.as_ref().map(BoundedText::as_str))
         .fetch_one(self.tx.conn())
         .await
-        .map_err(conflict_on(ACTIVE_EMAIL_INDEX, EMAIL_TAKEN))
+        .map_err(user_conflict)
     }
 
     /// An active user by id (audited `user.read`).
@@ -238,7 +248,7 @@ impl Users<'_> {
         .bind(update.external_idp_id.as_ref().and_then(|n| n.as_ref().map(BoundedText::as_str)))
         .fetch_optional(self.tx.conn())
         .await
-        .map_err(conflict_on(ACTIVE_EMAIL_INDEX, EMAIL_TAKEN))?;
+        .map_err(user_conflict)?;
         let user = user.ok_or(DbError::NotFound)?;
         self.tx.audit(actions::USER_UPDATED, "user", id.as_uuid(), json!({ "fields": fields })).await?;
         Ok(user)
@@ -274,7 +284,7 @@ impl Users<'_> {
         .bind(id)
         .fetch_optional(self.tx.conn())
         .await
-        .map_err(conflict_on(ACTIVE_EMAIL_INDEX, EMAIL_TAKEN))?;
+        .map_err(user_conflict)?;
         let Some(user) = user else {
             return Err(self.not_found_or_active(id).await?);
         };
