@@ -73,11 +73,7 @@ pub async fn suspend(
     auth: PlatformAuth,
     Path(id): Path<String>,
 ) -> Result<Json<TenantResponse>, ApiError> {
-    let id: TenantId = parse_id(&id)?;
-    let mut tx = PlatformTx::begin(&state.inner.platform_pool, auth.context).await?;
-    let tenant = tx.tenants().suspend(id).await?;
-    tx.commit().await?;
-    Ok(Json(tenant.into()))
+    set_status(&state, auth, &id, TenantStatus::Suspended).await
 }
 
 /// Activates a tenant (audited `tenant.activated`).
@@ -88,9 +84,21 @@ pub async fn activate(
     auth: PlatformAuth,
     Path(id): Path<String>,
 ) -> Result<Json<TenantResponse>, ApiError> {
-    let id: TenantId = parse_id(&id)?;
+    set_status(&state, auth, &id, TenantStatus::Active).await
+}
+
+async fn set_status(
+    state: &AppState,
+    auth: PlatformAuth,
+    id: &str,
+    status: TenantStatus,
+) -> Result<Json<TenantResponse>, ApiError> {
+    let id: TenantId = parse_id(id)?;
     let mut tx = PlatformTx::begin(&state.inner.platform_pool, auth.context).await?;
-    let tenant = tx.tenants().activate(id).await?;
+    let tenant = match status {
+        TenantStatus::Suspended => tx.tenants().suspend(id).await?,
+        _ => tx.tenants().activate(id).await?,
+    };
     tx.commit().await?;
     Ok(Json(tenant.into()))
 }
