@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod doctor;
 mod domain;
 mod error;
 pub mod migrate;
@@ -36,3 +37,8 @@ pub use error::{DbError, ValidationError};
 pub use platform_tx::PlatformTx;
 pub use pool::{AppPool, PlatformPool, PoolConfig, SchemaState, connection_is_clean};
 pub use tenant_tx::TenantTx;
+
+/// The guide `docs/MODEL_USAGE.md`, included here so that its examples are compiled by
+/// `cargo test --doc` and cannot drift from the code.
+#[doc = include_str!("../../../docs/MODEL_USAGE.md")]
+pub mod guide {}

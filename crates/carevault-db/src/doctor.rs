@@ -1,0 +1,1 @@
+//! Health checks of a carevault database for `carevault doctor` (being written).
