@@ -23,7 +23,10 @@ impl PlatformTx {
     /// no tenant user.
     pub async fn begin(pool: &PlatformPool, context: AuditContext) -> Result<PlatformTx, DbError> {
         let mut tx = pool.0.begin().await.map_err(|error| crate::pool::acquire_error(&pool.0, error))?;
-        sqlx::query("SELECT set_config('role', 'carevault_platform', true)").execute(&mut *tx).await?;
+        // lock_timeout as in TenantTx: a held table lock makes platform actions fail fast.
+        sqlx::query("SELECT set_config('role', 'carevault_platform', true), set_config('lock_timeout', '5s', true)")
+            .execute(&mut *tx)
+            .await?;
         Ok(PlatformTx { tx, context: AuditContext { user_id: None, ..context } })
     }
 

@@ -1,4 +1,4 @@
-//! The command line (DESIGN §7.2). `doctor` joins [`Command`] when it is built.
+//! The command line (DESIGN §7.2).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -31,6 +31,10 @@ pub enum Command {
     User(UserArgs),
     /// Mint development tokens.
     Token(TokenArgs),
+    /// Check the database's security posture: one line per check, PASS, WARN or FAIL, with what to
+    /// run to fix anything that is not PASS. Exit status 1 when any check fails (a warning alone
+    /// exits 0).
+    Doctor(DoctorArgs),
     /// Exit 0 when the local server answers GET /api/v1/health/live with 200, else 1 (for a
     /// container HEALTHCHECK).
     Healthcheck(ListenArgs),
@@ -43,6 +47,14 @@ pub struct ListenArgs {
     /// PORT is set, else 127.0.0.1:8080.
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<String>,
+}
+
+/// `carevault doctor [--json]`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print a JSON array of checks (name, status, message, fix) instead of lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `carevault tenant ...`.
@@ -243,5 +255,13 @@ mod tests {
         let cli = Cli::try_parse_from(["carevault", "token", "mint", "--tenant", "t", "--sub", "s"]).expect("parses");
         assert!(matches!(cli.command, Command::Token(TokenArgs { command: TokenCommand::Mint { ttl: 3600, .. } })));
         assert!(Cli::try_parse_from(["carevault", "tenant", "create", "--name", "A", "--status", "gone"]).is_err());
+    }
+
+    #[test]
+    fn doctor_parses() {
+        let cli = Cli::try_parse_from(["carevault", "doctor"]).expect("parses");
+        assert!(matches!(cli.command, Command::Doctor(DoctorArgs { json: false })));
+        let cli = Cli::try_parse_from(["carevault", "doctor", "--json"]).expect("parses");
+        assert!(matches!(cli.command, Command::Doctor(DoctorArgs { json: true })));
     }
 }

@@ -152,6 +152,31 @@ pub fn environment(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Environmen
     vars.finish(environment)
 }
 
+/// Whether the embedded default may be used: `CAREVAULT_EMBEDDED` unset or `1` (development
+/// machines), not when `0` (the container image sets it, so that a missing `DATABASE_URL` stops
+/// the container with a message instead of starting an empty database inside it).
+pub fn embedded_allowed(lookup: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    let mut vars = Vars::new(lookup);
+    embedded_with(&mut vars);
+    vars.finish(())
+}
+
+/// The refusal of [`embedded_allowed`], as a problem on `vars`.
+fn embedded_with(vars: &mut Vars<'_>) {
+    match vars.get("CAREVAULT_EMBEDDED").as_deref() {
+        None | Some("1" | "true") => {}
+        Some("0" | "false") => vars.problems.push(
+            "DATABASE_URL is required: CAREVAULT_EMBEDDED=0 (set by the container image) refuses the embedded \
+             PostgreSQL, which is for development machines. Set DATABASE_URL to your PostgreSQL's owner URL, \
+             postgres://user:password@host:5432/database"
+                .into(),
+        ),
+        Some(other) => vars.problems.push(format!(
+            "CAREVAULT_EMBEDDED must be 0 (require DATABASE_URL) or 1 (allow the embedded PostgreSQL), got {other:?}"
+        )),
+    }
+}
+
 /// The address to listen on: `--listen` wins over `PORT` (which means `0.0.0.0:$PORT`); the
 /// default is `127.0.0.1:8080`.
 pub fn listen_addr(lookup: &dyn Fn(&str) -> Option<String>, listen: Option<&str>) -> Result<SocketAddr, ConfigError> {
@@ -239,6 +264,13 @@ fn auth_with(vars: &mut Vars<'_>, environment: Environment) -> AuthConfig {
                     .into(),
             );
         }
+        // The signing keys are fetched from the issuer: over plain HTTP anyone on the path could
+        // swap them and mint tokens for every tenant.
+        if config.issuer.as_deref().is_some_and(|issuer| !issuer.starts_with("https://")) {
+            vars.problems.push(
+                "OIDC_ISSUER_URL must be an https:// URL in production: the signing keys are fetched from it".into(),
+            );
+        }
     }
     // The production messages above already cover a missing issuer or audience.
     let covered = environment == Environment::Production && (config.issuer.is_none() || config.audience.is_none());
@@ -300,7 +332,10 @@ fn database_with(vars: &mut Vars<'_>) -> DatabaseConfig {
         }
     }
     match (owner, app, platform) {
-        (None, None, None) => DatabaseConfig::Embedded,
+        (None, None, None) => {
+            embedded_with(vars);
+            DatabaseConfig::Embedded
+        }
         (owner @ Some(_), app, platform) => {
             let fallback = owner.clone().unwrap_or_default();
             DatabaseConfig::External {
@@ -474,6 +509,9 @@ mod tests {
         let found = problems(&production_with(&[("OIDC_CLIENT_ID", "")]));
         assert_eq!(found.len(), 1, "one message per problem: {found:?}");
         assert!(mentions(&found, &["OIDC_CLIENT_ID"]), "{found:?}");
+        let found = problems(&production_with(&[("OIDC_ISSUER_URL", "http://idp.example.com")]));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(mentions(&found, &["OIDC_ISSUER_URL", "https://"]), "{found:?}");
     }
 
     #[test]
@@ -629,5 +667,105 @@ mod tests {
 
     fn environment_of(vars: &[(&str, &str)]) -> Result<Environment, ConfigError> {
         environment(&lookup(vars))
+    }
+
+    #[test]
+    fn the_container_setting_requires_a_database_url() {
+        let container = [("CAREVAULT_EMBEDDED", "0")];
+        let found = problems(&container);
+        assert!(mentions(&found, &["DATABASE_URL is required", "CAREVAULT_EMBEDDED=0", "postgres://"]), "{found:?}");
+        let found = embedded_allowed(&lookup(&container)).expect_err("refused").0;
+        assert!(mentions(&found, &["DATABASE_URL is required"]), "{found:?}");
+        // With the production settings, the missing URL is one more problem, not hidden by the others.
+        let found = problems(&[("ENVIRONMENT", "production"), ("CAREVAULT_EMBEDDED", "0")]);
+        assert!(mentions(&found, &["DATABASE_URL is required"]), "{found:?}");
+        assert!(mentions(&found, &["OIDC_ISSUER_URL"]), "{found:?}");
+        // An empty DATABASE_URL is unset (an env file's `DATABASE_URL=`): still refused.
+        assert!(mentions(&problems(&[("CAREVAULT_EMBEDDED", "0"), ("DATABASE_URL", " ")]), &["DATABASE_URL"]));
+        // Any database URL satisfies it, including the two pool URLs without DATABASE_URL.
+        let owner = "postgres://owner:pw@db/carevault";
+        assert!(serve(&[("CAREVAULT_EMBEDDED", "0"), ("DATABASE_URL", owner)], None).is_ok());
+        let pools = [
+            ("CAREVAULT_EMBEDDED", "0"),
+            ("APP_DATABASE_URL", "postgres://carevault_api:pw@db/carevault"),
+            ("PLATFORM_DATABASE_URL", "postgres://carevault_ops:pw@db/carevault"),
+        ];
+        assert!(serve(&pools, None).is_ok());
+        // Unset, 1 or true: the embedded default of development machines.
+        for allowed in [&[][..], &[("CAREVAULT_EMBEDDED", "1")], &[("CAREVAULT_EMBEDDED", "true")]] {
+            assert_eq!(serve(allowed, None).expect("allowed").database, DatabaseConfig::Embedded);
+            assert!(embedded_allowed(&lookup(allowed)).is_ok());
+        }
+        let found = embedded_allowed(&lookup(&[("CAREVAULT_EMBEDDED", "no")])).expect_err("refused").0;
+        assert!(mentions(&found, &["CAREVAULT_EMBEDDED must be 0", "\"no\""]), "{found:?}");
+    }
+
+    /// One row of `config/variables.json`.
+    struct Variable {
+        name: String,
+        default: Option<String>,
+        scope: String,
+    }
+
+    fn variables() -> Vec<Variable> {
+        let json: serde_json::Value =
+            serde_json::from_str(include_str!("../config/variables.json")).expect("variables.json is JSON");
+        json["variables"]
+            .as_array()
+            .expect("a variables array")
+            .iter()
+            .map(|v| Variable {
+                name: v["name"].as_str().expect("name").to_owned(),
+                default: v["default"].as_str().map(str::to_owned),
+                scope: v["scope"].as_str().expect("scope").to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_variable_table_lists_exactly_what_the_configuration_reads() {
+        // Record every name the configuration code asks for, on the paths that read the most:
+        // no database URL (reads CAREVAULT_EMBEDDED) and production (every production rule).
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        for environment in ["development", "production"] {
+            let record = |name: &str| {
+                asked.borrow_mut().insert(name.to_owned());
+                (name == "ENVIRONMENT").then(|| environment.to_owned())
+            };
+            let _ = serve_config(&record, None);
+            let _ = embedded_allowed(&record);
+            let _ = auth_config(&record);
+        }
+        let asked = asked.into_inner();
+        let table = variables();
+        // Read elsewhere: LOG_LEVEL by main.rs (logging starts before configuration is read), the
+        // local ones by carevault-pg's Paths (tests/deployment.rs checks both).
+        let elsewhere = |v: &Variable| v.name == "LOG_LEVEL" || v.scope == "local";
+        let listed: std::collections::BTreeSet<String> =
+            table.iter().filter(|v| !elsewhere(v)).map(|v| v.name.clone()).collect();
+        assert_eq!(listed, asked, "config/variables.json and the names config.rs reads");
+        for v in &table {
+            assert!(matches!(v.scope.as_str(), "service" | "image" | "local"), "{}: scope {}", v.name, v.scope);
+        }
+    }
+
+    #[test]
+    fn the_variable_table_defaults_are_the_applied_defaults() {
+        // Setting a variable to its listed default changes nothing.
+        let unset = format!("{:?}", serve(&[], None).expect("valid"));
+        let mut checked = 0;
+        for v in variables() {
+            if let Some(default) = &v.default {
+                let set = serve(&[(v.name.as_str(), default.as_str())], None)
+                    .unwrap_or_else(|e| panic!("{}={default}: {e}", v.name));
+                assert_eq!(format!("{set:?}"), unset, "{}={default} is not the default", v.name);
+                checked += 1;
+            }
+        }
+        assert!(checked >= 9, "only {checked} defaults checked");
+        // And a different value does change something, so the comparison can see a wrong default.
+        for (name, other) in [("JWT_TENANT_CLAIM_NAME", "org"), ("DB_POOL_SIZE", "11"), ("MAX_BODY_BYTES", "2048")] {
+            assert_ne!(format!("{:?}", serve(&[(name, other)], None).expect("valid")), unset, "{name}");
+        }
     }
 }

@@ -17,7 +17,8 @@ pub struct Database {
 }
 
 impl Database {
-    /// `database_url` when given; otherwise starts (or reuses) the embedded cluster.
+    /// `database_url` when given; otherwise starts (or reuses) the embedded cluster, unless
+    /// `CAREVAULT_EMBEDDED=0` refuses it ([`crate::config::embedded_allowed`]).
     pub async fn open(database_url: Option<String>) -> anyhow::Result<Database> {
         match database_url {
             Some(url) => {
@@ -25,6 +26,8 @@ impl Database {
                 Ok(Database { url, embedded: None })
             }
             None => {
+                // Before anything is started: the container image refuses the embedded default.
+                crate::config::embedded_allowed(&crate::env_var)?;
                 tracing::info!("DATABASE_URL is unset: using the embedded PostgreSQL");
                 let cluster = embedded::start().await?;
                 let url = cluster.url(SUPERUSER, embedded::DATABASE);

@@ -8,6 +8,7 @@ mod config;
 mod database;
 mod demo;
 mod dev_secret;
+mod doctor_cmd;
 mod embedded;
 mod healthcheck;
 mod migrate_cmd;
@@ -59,6 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(args) => admin::tenant(args.command, cli.database_url).await,
         Command::User(args) => admin::user(args.command, cli.database_url).await,
         Command::Token(args) => token_cmd::run(args.command, cli.database_url.as_deref()),
+        Command::Doctor(args) => doctor_cmd::run(args.json, cli.database_url).await,
         Command::Healthcheck(args) => healthcheck::run(args.listen).await,
     }
 }

@@ -12,6 +12,8 @@
 
 mod bootstrap;
 mod catalog;
+mod docs;
+mod doctor;
 mod fixtures;
 mod isolation;
 mod property;
