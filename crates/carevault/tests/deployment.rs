@@ -334,6 +334,13 @@ fn the_readme_configuration_section_names_every_variable() {
     for name in names_in_scope("service") {
         assert!(section.contains(&format!("`{name}`")), "README's configuration section names `{name}`");
     }
+    // Its table rows give the table's defaults: `| `NAME` | `default` or unset | meaning |`.
+    for variable in variables() {
+        let Some(row) = section.lines().find(|l| l.starts_with(&format!("| `{}` |", variable.name))) else { continue };
+        let cell = row.split('|').nth(2).map(str::trim).unwrap_or_default();
+        let expected = variable.default.as_ref().map_or("unset".to_string(), |d| format!("`{d}`"));
+        assert_eq!(cell, expected, "README's default of {}", variable.name);
+    }
     // The local-only ones are documented in the README too (where the embedded data lives).
     for name in names_in_scope("local") {
         assert!(readme.contains(&format!("`{name}`")), "README names `{name}`");
