@@ -94,7 +94,7 @@ impl Check {
 }
 
 /// The names of the checks, in the order [`run`] reports them.
-pub const CHECK_NAMES: [&str; 16] = [
+pub const CHECK_NAMES: [&str; 17] = [
     "server_version",
     "pgvector_version",
     "migrations",
@@ -111,6 +111,7 @@ pub const CHECK_NAMES: [&str; 16] = [
     "views",
     "security_definer_functions",
     "tls",
+    "role_settings",
 ];
 
 /// `ENVIRONMENT` (DESIGN §7.1).
@@ -192,6 +193,7 @@ pub async fn run(pool: &PgPool, ctx: &DoctorContext) -> Result<Vec<Check>, DbErr
         evaluate_security_definer(&f)
     }));
     checks.push(checked("tls", tls_facts(pool).await, |f| evaluate_tls(&f, ctx.environment)));
+    checks.push(checked("role_settings", role_setting_facts(pool).await, |f| evaluate_role_settings(&f)));
     Ok(checks)
 }
 
@@ -1582,9 +1584,50 @@ pub fn evaluate_tls(facts: &TlsFacts, environment: Environment) -> Check {
     )
 }
 
+/// Defaults stored for carevault's roles (`ALTER ROLE ... SET`), cluster-wide or in this
+/// database, as `role: setting=value`.
+pub async fn role_setting_facts(pool: &PgPool) -> Result<Vec<String>, DbError> {
+    Ok(sqlx::query_scalar(
+        "SELECT r.rolname || ': ' || s || CASE WHEN d.setdatabase = 0 THEN ' (every database)' ELSE '' END \
+         FROM pg_catalog.pg_db_role_setting d \
+         JOIN pg_catalog.pg_roles r ON r.oid = d.setrole \
+         CROSS JOIN unnest(d.setconfig) AS s \
+         WHERE r.rolname LIKE 'carevault\\_%' \
+           AND d.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())) \
+         ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Any role default is reported: a role may set its own defaults without any privilege, so a
+/// session holding a login's credentials can leave settings for every later connection. The pools
+/// pin the settings that matter for isolation (role, search_path, read-only, row security, the
+/// tenant settings); the rest (timeouts, say) may be deliberate, but must be seen.
+pub fn evaluate_role_settings(settings: &[String]) -> Check {
+    const NAME: &str = "role_settings";
+    if settings.is_empty() {
+        return Check::pass(NAME, "no role defaults stored for the carevault roles");
+    }
+    Check::warn(
+        NAME,
+        format!("role defaults stored for carevault roles: {}", settings.join("; ")),
+        "if you did not set them (docs/POSTGRESQL_TUNING.md recommends only timeouts on the login roles), \
+         remove them as a superuser: ALTER ROLE <role> [IN DATABASE <db>] RESET ALL",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_settings_are_reported() {
+        assert_eq!(evaluate_role_settings(&[]).status, Status::Pass);
+        let found = evaluate_role_settings(&["carevault_api: statement_timeout=1ms".into()]);
+        assert_eq!(found.status, Status::Warn);
+        assert!(found.message.contains("statement_timeout=1ms"));
+    }
 
     #[test]
     fn versions_parse() {

@@ -130,12 +130,28 @@ pub async fn connection_is_clean(conn: &mut PgConnection, login: &str) -> Result
     Ok(clean)
 }
 
+/// Settings sent in every connection's startup packet. Startup options override the defaults a
+/// role can set for itself (`ALTER ROLE carevault_api SET ...` needs no privilege beyond being
+/// that role), so a session holding the login's credentials cannot make every later connection
+/// read-only, resolve names elsewhere, start with a switched role or a tenant already set (found by
+/// the attack catalogue, `attacks.rs`, "persistence"). Timeouts are left to the operator's role
+/// settings (docs/POSTGRESQL_TUNING.md); `carevault doctor` lists every role setting it finds.
+const PINNED_SETTINGS: [(&str, &str); 6] = [
+    ("role", "none"),
+    ("search_path", "public"),
+    ("default_transaction_read_only", "off"),
+    ("row_security", "on"),
+    ("app.current_tenant_id", ""),
+    ("app.current_user_id", ""),
+];
+
 fn guarded_pool(url: &str, config: PoolConfig) -> Result<PgPool, DbError> {
     let mut options: PgConnectOptions = url.parse()?;
     if !config.statement_cache {
         options = options.statement_cache_capacity(0);
     }
     let login = options.get_username().to_string();
+    options = options.options(PINNED_SETTINGS);
     // Statements can carry PHI in their parameters' context; never log them.
     options = options.disable_statement_logging();
     let pool = PgPoolOptions::new()

@@ -4,6 +4,7 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod attacks;
 mod bad_input;
 mod cross_tenant;
 mod endpoints;

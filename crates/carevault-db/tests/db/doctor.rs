@@ -648,3 +648,19 @@ fn a_new_tenant_table_needs_forced_rls_and_the_guard() {
     let none = doctor::evaluate_row_level_security(&[]);
     assert_eq!((none.status, none.fix.as_deref()), (Status::Fail, Some("carevault migrate up")));
 }
+
+#[tokio::test]
+async fn a_role_default_of_a_login_role_is_a_warning() {
+    let db = TestDb::new().await;
+    let owner = db.owner_pool().await;
+    let name: String = sqlx::query_scalar("SELECT current_database()::text").fetch_one(&owner).await.unwrap();
+    let set = format!("ALTER ROLE carevault_api IN DATABASE \"{name}\" SET statement_timeout = '1ms'");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&owner).await.unwrap();
+    let checks = doctor::run(&owner, &ctx()).await.unwrap();
+    let reset = format!("ALTER ROLE carevault_api IN DATABASE \"{name}\" RESET ALL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(reset)).execute(&owner).await.unwrap();
+    let flagged: Vec<&Check> = checks.iter().filter(|c| c.status != Status::Pass).collect();
+    assert_eq!(flagged.len(), 1, "{}", describe(&checks));
+    assert_eq!((flagged[0].name, flagged[0].status), ("role_settings", Status::Warn));
+    assert!(flagged[0].message.contains("carevault_api: statement_timeout=1ms"), "{}", flagged[0].message);
+}

@@ -293,3 +293,36 @@ async fn the_leak_guard_refuses_a_connection_that_kept_a_tenant_or_role() {
     assert_eq!(tx.tenant().read().await.unwrap().id, carevault_db::TenantId::SYSTEM);
     drop(tx);
 }
+
+#[tokio::test]
+async fn login_role_defaults_cannot_steer_the_pools_connections() {
+    let db = TestDb::new().await;
+    let TwoTenants { pool: _, a, b, alice, .. } = two_tenants(&db, UserRole::Member).await;
+    // What a session holding carevault_api's credentials may do to every later login of that role
+    // (scoped to this test's database: the cluster is shared).
+    let mut conn = app_session(&db, None).await;
+    let name: String = sqlx::query_scalar("SELECT current_database()::text").fetch_one(&mut conn).await.unwrap();
+    sqlx::query("RESET ROLE").execute(&mut conn).await.unwrap();
+    for setting in
+        ["role = 'carevault_app'", "search_path = pg_temp", "default_transaction_read_only = on", "row_security = off"]
+    {
+        let sql = format!("ALTER ROLE carevault_api IN DATABASE \"{name}\" SET {setting}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+    }
+    // PostgreSQL itself refuses a role default for a custom (placeholder) setting to a non-superuser.
+    let tenant_default = format!("ALTER ROLE carevault_api IN DATABASE \"{name}\" SET app.current_tenant_id = '{b}'");
+    assert_eq!(sqlstate(sqlx::raw_sql(sqlx::AssertSqlSafe(tenant_default)).execute(&mut conn).await), "42501");
+
+    // A fresh pool (one connection, reused) still works and still isolates.
+    let pool = db.app_pool(1);
+    for _ in 0..3 {
+        let mut tx = TenantTx::begin(&pool, a, as_user(&alice)).await.unwrap();
+        tx.documents().create(new_document(&alice, "still-writable.pdf", None)).await.unwrap();
+        let page = tx.documents().list(Default::default(), carevault_db::PageLimit::default(), None).await.unwrap();
+        assert!(page.items.iter().all(|d| d.tenant_id == a));
+        tx.commit().await.unwrap();
+    }
+    let owner = db.owner_pool().await;
+    let reset = format!("ALTER ROLE carevault_api IN DATABASE \"{name}\" RESET ALL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(reset)).execute(&owner).await.unwrap();
+}

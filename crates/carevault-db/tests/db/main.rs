@@ -10,6 +10,7 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod attacks;
 mod bootstrap;
 mod catalog;
 mod docs;
