@@ -294,6 +294,12 @@ impl Metadata {
         if has_nul(&value) {
             return Err(ValidationError::new("metadata", "must not contain the NUL character"));
         }
+        // jsonb stores numbers as exact decimals and prints them in full; near f64's limits the
+        // printed form no longer reads back as a finite f64, and every later read of the row fails
+        // (found by the schema fuzzer: 1.7976931348623157e308).
+        if has_huge_number(&value) {
+            return Err(ValidationError::new("metadata", "numbers must be below 1e300 in magnitude"));
+        }
         Ok(Metadata(value))
     }
 
@@ -305,6 +311,15 @@ impl Metadata {
     /// The JSON value.
     pub fn as_value(&self) -> &serde_json::Value {
         &self.0
+    }
+}
+
+fn has_huge_number(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Number(number) => number.as_f64().is_none_or(|n| n.abs() >= 1e300),
+        serde_json::Value::Object(map) => map.values().any(has_huge_number),
+        serde_json::Value::Array(items) => items.iter().any(has_huge_number),
+        _ => false,
     }
 }
 
@@ -480,6 +495,8 @@ mod tests {
         assert_eq!(Metadata::parse(deep).unwrap_err().reason, "is nested too deeply");
         assert!(Metadata::parse(serde_json::json!({"a": ["ok", "x\u{0}y"]})).is_err());
         assert!(Metadata::parse(serde_json::json!({"k\u{0}": 1})).is_err());
+        assert!(Metadata::parse(serde_json::json!({"x": [-1.797_693_134_862_315_7e308]})).is_err());
+        assert!(Metadata::parse(serde_json::json!({"x": 1e299, "y": u64::MAX, "z": i64::MIN})).is_ok());
         let big = serde_json::json!({ "x": "y".repeat(METADATA_MAX_BYTES) });
         assert_eq!(Metadata::parse(big).unwrap_err().reason, "is too large");
     }

@@ -59,16 +59,31 @@ impl From<sqlx::Error> for DbError {
         match error {
             sqlx::Error::PoolTimedOut => DbError::PoolExhausted,
             sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => DbError::Unavailable(error),
+            sqlx::Error::Database(ref db) if db.code().as_deref().is_some_and(is_transient) => {
+                DbError::Unavailable(error)
+            }
             other => DbError::Database(other),
         }
     }
+}
+
+/// SQLSTATEs that say "not now" rather than "never": the request may succeed if retried, so the
+/// API answers 503 instead of 500 (found by the evidence suite's fault runs).
+/// - class 08: connection exception; class 57: operator intervention (server shutting down,
+///   `57014` statement timeout / cancel);
+/// - `55P03` lock not available (our `lock_timeout`), `53300` too many connections;
+/// - `40001` serialization failure, `40P01` deadlock.
+fn is_transient(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57") || matches!(code, "55P03" | "53300" | "40001" | "40P01")
 }
 
 impl DbError {
     /// The PostgreSQL SQLSTATE of a database error, if any (e.g. `42501` permission denied).
     pub fn sqlstate(&self) -> Option<String> {
         match self {
-            DbError::Database(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
+            DbError::Database(sqlx::Error::Database(db)) | DbError::Unavailable(sqlx::Error::Database(db)) => {
+                db.code().map(|c| c.into_owned())
+            }
             _ => None,
         }
     }

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{ListResponse, PageQuery, double_option, optional_text, parse_deleted, parse_id};
-use crate::ApiError;
 use crate::extract::{Admin, ApiJson, ApiQuery, Authed, Viewer};
+use crate::{ApiError, ErrorCode};
 
 /// A user.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -158,6 +158,13 @@ pub async fn update(
             .map(|v| optional_text("external_idp_id", v.as_deref(), 255))
             .transpose()?,
     };
+    // An admin cannot lock themselves out: demoting their own role or changing their own identity
+    // subject would end their admin session, possibly the tenant's last one.
+    if id == authed.user.id
+        && (update.role.is_some_and(|role| role != UserRole::Admin) || update.external_idp_id.is_some())
+    {
+        return Err(ApiError::new(ErrorCode::Res409).with_message("you cannot remove your own admin access"));
+    }
     let mut tx = authed.tx;
     let user = tx.users().update(id, update).await?;
     tx.commit().await?;
@@ -169,6 +176,9 @@ pub async fn update(
     responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
 pub async fn delete(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
     let id: UserId = parse_id(&id)?;
+    if id == authed.user.id {
+        return Err(ApiError::new(ErrorCode::Res409).with_message("you cannot delete yourself"));
+    }
     let mut tx = authed.tx;
     let user = tx.users().soft_delete(id).await?;
     tx.commit().await?;

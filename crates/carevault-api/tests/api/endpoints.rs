@@ -132,6 +132,15 @@ async fn users_lifecycle_with_audit_rows() {
     assert_eq!(restored.status, 200);
     assert!(restored.body["deleted_at"].is_null());
 
+    // An admin cannot lock themselves out.
+    let me = admin.user.id;
+    let demote = app.call("PATCH", &format!("/api/v1/users/{me}"), t, Some(json!({"role": "viewer"}))).await;
+    assert_eq!((demote.status, demote.code()), (409, "RES_409"));
+    let suicide = app.call("DELETE", &format!("/api/v1/users/{me}"), t, None).await;
+    assert_eq!((suicide.status, suicide.code()), (409, "RES_409"));
+    let rename = app.call("PATCH", &format!("/api/v1/users/{me}"), t, Some(json!({"full_name": "Still Admin"}))).await;
+    assert_eq!(rename.status, 200);
+
     let actions = app.audit_actions(tenant).await;
     for action in ["user.created", "user.listed", "user.read", "user.updated", "user.deleted", "user.restored"] {
         assert!(actions.iter().any(|a| a == action), "{action} missing from {actions:?}");

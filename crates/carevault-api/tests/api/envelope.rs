@@ -140,3 +140,20 @@ async fn a_slowly_sent_body_holds_no_database_connection() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     drop(stalled);
 }
+
+#[tokio::test]
+async fn a_request_stuck_behind_a_lock_gets_a_503_not_a_500() {
+    use sqlx::Connection;
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("Clinic").await;
+    let viewer = app.caller(tenant, carevault_db::UserRole::Viewer, "v").await;
+    // Another session holds an exclusive lock on documents for longer than lock_timeout (5 s).
+    let mut locker = sqlx::PgConnection::connect(&app.db.owner_url()).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("LOCK TABLE documents IN ACCESS EXCLUSIVE MODE").execute(&mut locker).await.unwrap();
+    let reply = app.call("GET", "/api/v1/documents", Some(&viewer.token), None).await;
+    assert_eq!((reply.status, reply.code()), (503, "SYS_001"), "{}", reply.body);
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    let reply = app.call("GET", "/api/v1/documents", Some(&viewer.token), None).await;
+    assert_eq!(reply.status, 200);
+}
