@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::domain::{AuditContext, TenantId};
+use crate::pool::Statements;
 use crate::tenant_tx::{audit_metadata, insert_audit_row};
 use crate::{DbError, PlatformPool};
 
@@ -16,18 +17,20 @@ use crate::{DbError, PlatformPool};
 pub struct PlatformTx {
     tx: Transaction<'static, Postgres>,
     context: AuditContext,
+    statements: Statements,
 }
 
 impl PlatformTx {
     /// Opens a platform transaction. The context's `user_id` is ignored: platform actions have
     /// no tenant user.
     pub async fn begin(pool: &PlatformPool, context: AuditContext) -> Result<PlatformTx, DbError> {
-        let mut tx = pool.0.begin().await.map_err(|error| crate::pool::acquire_error(&pool.0, error))?;
+        let mut tx = pool.pool.begin().await.map_err(|error| crate::pool::acquire_error(&pool.pool, error))?;
         // lock_timeout as in TenantTx: a held table lock makes platform actions fail fast.
-        sqlx::query("SELECT set_config('role', 'carevault_platform', true), set_config('lock_timeout', '5s', true)")
+        pool.statements
+            .query("SELECT set_config('role', 'carevault_platform', true), set_config('lock_timeout', '5s', true)")
             .execute(&mut *tx)
             .await?;
-        Ok(PlatformTx { tx, context: AuditContext { user_id: None, ..context } })
+        Ok(PlatformTx { tx, context: AuditContext { user_id: None, ..context }, statements: pool.statements })
     }
 
     /// Commits the work and its audit rows together.
@@ -40,6 +43,11 @@ impl PlatformTx {
     pub async fn rollback(self) -> Result<(), DbError> {
         self.tx.rollback().await?;
         Ok(())
+    }
+
+    /// The pool's statement mode.
+    pub(crate) fn sql(&self) -> Statements {
+        self.statements
     }
 
     pub(crate) fn conn(&mut self) -> &mut PgConnection {
@@ -57,6 +65,16 @@ impl PlatformTx {
         if let Value::Object(map) = &mut metadata {
             map.insert("actor".into(), json!("platform"));
         }
-        insert_audit_row(&mut self.tx, tenant_id, &self.context, action, "tenant", tenant_id.as_uuid(), metadata).await
+        insert_audit_row(
+            self.statements,
+            &mut self.tx,
+            tenant_id,
+            &self.context,
+            action,
+            "tenant",
+            tenant_id.as_uuid(),
+            metadata,
+        )
+        .await
     }
 }

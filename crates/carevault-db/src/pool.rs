@@ -15,8 +15,9 @@ pub struct PoolConfig {
     pub max_connections: u32,
     /// How long `begin` waits for a free connection before [`DbError::PoolExhausted`].
     pub acquire_timeout: Duration,
-    /// Whether sqlx may cache prepared statements. Off behind PgBouncer < 1.21 in transaction
-    /// mode, which cannot route a prepared statement to the server that prepared it.
+    /// Whether queries are named prepared statements cached per connection. Off (unnamed
+    /// statements) behind PgBouncer < 1.21 in transaction mode, which cannot route a prepared
+    /// statement to the server that prepared it.
     pub statement_cache: bool,
 }
 
@@ -29,40 +30,93 @@ impl Default for PoolConfig {
 /// The pool of the tenant path: its login (`carevault_api`, or the single URL of a deployment)
 /// must be able to switch to `carevault_app`. Only [`crate::TenantTx`] uses it.
 #[derive(Debug, Clone)]
-pub struct AppPool(pub(crate) PgPool);
+pub struct AppPool {
+    pub(crate) pool: PgPool,
+    pub(crate) statements: Statements,
+}
 
 /// The pool of the platform path: its login (`carevault_ops`, or the single URL) must be able to
 /// switch to `carevault_platform`. Only [`crate::PlatformTx`] uses it.
 #[derive(Debug, Clone)]
-pub struct PlatformPool(pub(crate) PgPool);
+pub struct PlatformPool {
+    pub(crate) pool: PgPool,
+    pub(crate) statements: Statements,
+}
+
+/// How queries are sent: as named prepared statements, cached per connection (the default), or
+/// as unnamed statements when [`PoolConfig::statement_cache`] is off.
+///
+/// Behind PgBouncer < 1.21 in transaction mode, a named statement prepared on one server
+/// connection does not exist on the next one, and sqlx names every statement it prepares even
+/// with a zero-sized cache (`sqlx-postgres` `prepare`: only `persistent(false)` queries are
+/// unnamed). Measured by the evidence suite: with named statements nearly every API request
+/// through PgBouncer 1.18 failed with "prepared statement sqlx_s_N does not exist".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Statements {
+    named: bool,
+}
+
+impl Statements {
+    /// A query of this pool's kind.
+    pub(crate) fn query(
+        self,
+        sql: &'static str,
+    ) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        sqlx::query(sql).persistent(self.named)
+    }
+
+    /// A typed query of this pool's kind.
+    pub(crate) fn query_as<O>(
+        self,
+        sql: &'static str,
+    ) -> sqlx::query::QueryAs<'static, sqlx::Postgres, O, sqlx::postgres::PgArguments>
+    where
+        O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        sqlx::query_as(sql).persistent(self.named)
+    }
+
+    /// A scalar query of this pool's kind.
+    pub(crate) fn query_scalar<O>(
+        self,
+        sql: &'static str,
+    ) -> sqlx::query::QueryScalar<'static, sqlx::Postgres, O, sqlx::postgres::PgArguments>
+    where
+        (O,): for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        sqlx::query_scalar(sql).persistent(self.named)
+    }
+}
 
 impl AppPool {
     /// Connects lazily (the first transaction opens the first connection).
     pub fn connect_lazy(url: &str, config: PoolConfig) -> Result<AppPool, DbError> {
-        Ok(AppPool(guarded_pool(url, config)?))
+        Ok(AppPool { pool: guarded_pool(url, config)?, statements: Statements { named: config.statement_cache } })
     }
 
     /// Checks that a connection can be had and the database answers.
     pub async fn ping(&self) -> Result<(), DbError> {
-        ping(&self.0).await
+        ping(&self.pool).await
     }
 
     /// Closes every connection.
     pub async fn close(&self) {
-        self.0.close().await;
+        self.pool.close().await;
     }
 
     /// What the readiness check needs to know of the schema, read as `carevault_app` (the login
     /// role itself may read nothing): the applied migration version and pgvector's version.
     pub async fn schema_state(&self) -> Result<SchemaState, DbError> {
-        let mut tx = self.0.begin().await.map_err(|error| acquire_error(&self.0, error))?;
-        sqlx::query("SELECT set_config('role', 'carevault_app', true)").execute(&mut *tx).await?;
-        let (migration_version, pgvector_version): (Option<i64>, Option<String>) = sqlx::query_as(
-            "SELECT (SELECT max(version) FROM _sqlx_migrations WHERE success), \
+        let mut tx = self.pool.begin().await.map_err(|error| acquire_error(&self.pool, error))?;
+        self.statements.query("SELECT set_config('role', 'carevault_app', true)").execute(&mut *tx).await?;
+        let (migration_version, pgvector_version): (Option<i64>, Option<String>) = self
+            .statements
+            .query_as(
+                "SELECT (SELECT max(version) FROM _sqlx_migrations WHERE success), \
                     (SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'vector')",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+            )
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(SchemaState { migration_version: migration_version.unwrap_or(0), pgvector_version })
     }
@@ -80,22 +134,22 @@ pub struct SchemaState {
 impl PlatformPool {
     /// Connects lazily (the first transaction opens the first connection).
     pub fn connect_lazy(url: &str, config: PoolConfig) -> Result<PlatformPool, DbError> {
-        Ok(PlatformPool(guarded_pool(url, config)?))
+        Ok(PlatformPool { pool: guarded_pool(url, config)?, statements: Statements { named: config.statement_cache } })
     }
 
     /// Checks that a connection can be had and the database answers.
     pub async fn ping(&self) -> Result<(), DbError> {
-        ping(&self.0).await
+        ping(&self.pool).await
     }
 
     /// Closes every connection.
     pub async fn close(&self) {
-        self.0.close().await;
+        self.pool.close().await;
     }
 }
 
 async fn ping(pool: &PgPool) -> Result<(), DbError> {
-    sqlx::query("SELECT 1").execute(pool).await.map_err(|error| acquire_error(pool, error))?;
+    sqlx::query("SELECT 1").persistent(false).execute(pool).await.map_err(|error| acquire_error(pool, error))?;
     Ok(())
 }
 
@@ -125,6 +179,9 @@ pub async fn connection_is_clean(conn: &mut PgConnection, login: &str) -> Result
             AND coalesce(current_setting('app.current_user_id', true), '') = ''",
     )
     .bind(login)
+    // Unnamed: it runs outside a transaction, where behind PgBouncer each round trip may reach
+    // another server connection.
+    .persistent(false)
     .fetch_one(conn)
     .await?;
     Ok(clean)

@@ -27,6 +27,7 @@ use serde_json::{Map, Value, json};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::domain::{AuditContext, TenantId};
+use crate::pool::Statements;
 use crate::{AppPool, DbError};
 
 /// A transaction bound to one tenant, running as `carevault_app`.
@@ -47,6 +48,7 @@ pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
     tenant_id: TenantId,
     context: AuditContext,
+    statements: Statements,
 }
 
 impl TenantTx {
@@ -56,21 +58,22 @@ impl TenantTx {
     /// unknown tenants check [`crate::repo::CurrentTenant::lookup`]).
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id))]
     pub async fn begin(pool: &AppPool, tenant_id: TenantId, context: AuditContext) -> Result<TenantTx, DbError> {
-        let mut tx = pool.0.begin().await.map_err(|error| crate::pool::acquire_error(&pool.0, error))?;
+        let mut tx = pool.pool.begin().await.map_err(|error| crate::pool::acquire_error(&pool.pool, error))?;
         let user_id = context.user_id.map(|id| id.to_string()).unwrap_or_default();
         // lock_timeout: a session holding a table lock (any role with UPDATE can LOCK TABLE)
         // must make requests fail fast, not pile up behind it.
-        sqlx::query(
-            "SELECT set_config('role', 'carevault_app', true), \
+        pool.statements
+            .query(
+                "SELECT set_config('role', 'carevault_app', true), \
                     set_config('app.current_tenant_id', $1, true), \
                     set_config('app.current_user_id', $2, true), \
                     set_config('lock_timeout', '5s', true)",
-        )
-        .bind(tenant_id.to_string())
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-        Ok(TenantTx { tx, tenant_id, context })
+            )
+            .bind(tenant_id.to_string())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(TenantTx { tx, tenant_id, context, statements: pool.statements })
     }
 
     /// The tenant this transaction is bound to.
@@ -86,7 +89,8 @@ impl TenantTx {
     /// Names the acting user once authentication has resolved it, for the rest of the transaction:
     /// `app.current_user_id` and the `user_id` of every later audit row.
     pub async fn set_user(&mut self, user_id: crate::UserId) -> Result<(), DbError> {
-        sqlx::query("SELECT set_config('app.current_user_id', $1, true)")
+        self.statements
+            .query("SELECT set_config('app.current_user_id', $1, true)")
             .bind(user_id.to_string())
             .execute(&mut *self.tx)
             .await?;
@@ -106,6 +110,11 @@ impl TenantTx {
         Ok(())
     }
 
+    /// The pool's statement mode, for the repositories of this crate only.
+    pub(crate) fn sql(&self) -> Statements {
+        self.statements
+    }
+
     /// The connection, for the repositories of this crate only.
     pub(crate) fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
@@ -122,13 +131,24 @@ impl TenantTx {
         details: Value,
     ) -> Result<(), DbError> {
         let metadata = audit_metadata(&self.context, details);
-        insert_audit_row(&mut self.tx, self.tenant_id, &self.context, action, resource_type, resource_id, metadata)
-            .await
+        insert_audit_row(
+            self.statements,
+            &mut self.tx,
+            self.tenant_id,
+            &self.context,
+            action,
+            resource_type,
+            resource_id,
+            metadata,
+        )
+        .await
     }
 }
 
 /// Inserts one audit row; the only INSERT INTO audit_logs of the crate (tenant and platform paths).
+#[allow(clippy::too_many_arguments)] // one audit row's columns
 pub(crate) async fn insert_audit_row(
+    statements: Statements,
     conn: &mut PgConnection,
     tenant_id: TenantId,
     context: &AuditContext,
@@ -137,7 +157,7 @@ pub(crate) async fn insert_audit_row(
     resource_id: uuid::Uuid,
     metadata: Value,
 ) -> Result<(), DbError> {
-    sqlx::query(
+    statements.query(
         "INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id, ip_address, user_agent, metadata) \
          VALUES ($1, $2, $3, $4, $5, $6::inet, $7, $8)",
     )

@@ -129,6 +129,20 @@ impl<'a> Vars<'a> {
         }
     }
 
+    /// `true`/`1` or `false`/`0`, or `default` when unset.
+    fn flag(&mut self, name: &str, default: bool) -> bool {
+        match self.get(name).as_deref() {
+            None => default,
+            Some("true" | "1") => true,
+            Some("false" | "0") => false,
+            Some(text) => {
+                self.problems
+                    .push(format!("{name} must be true or false, got {text:?}; unset it for the default {default}"));
+                default
+            }
+        }
+    }
+
     fn environment(&mut self) -> Environment {
         match self.get("ENVIRONMENT") {
             None => Environment::Development,
@@ -291,7 +305,9 @@ pub fn serve_config(lookup: &dyn Fn(&str) -> Option<String>, listen: Option<&str
     let pool = PoolConfig {
         max_connections: u32::try_from(vars.number("DB_POOL_SIZE", 10, 1, 1000)).unwrap_or(10),
         acquire_timeout: Duration::from_millis(vars.number("DB_ACQUIRE_TIMEOUT_MS", 2000, 1, 600_000)),
-        statement_cache: true,
+        // Off behind PgBouncer < 1.21 in transaction mode (DESIGN §6): queries are then sent as
+        // unnamed statements.
+        statement_cache: vars.flag("DB_STATEMENT_CACHE", true),
     };
     let allowed_origins = origins_with(&mut vars, environment);
     let trusted_proxies = proxies_with(&mut vars);

@@ -152,8 +152,11 @@ impl AuditLog<'_> {
         after: Option<Cursor>,
     ) -> Result<Page<AuditEntry>, DbError> {
         let tenant_id = self.tx.tenant_id();
-        let rows: Vec<AuditEntry> = sqlx::query_as(
-            "SELECT id, tenant_id, user_id, action, resource_type, resource_id, host(ip_address) AS ip_address, \
+        let rows: Vec<AuditEntry> = self
+            .tx
+            .sql()
+            .query_as(
+                "SELECT id, tenant_id, user_id, action, resource_type, resource_id, host(ip_address) AS ip_address, \
                     user_agent, metadata, created_at \
              FROM audit_logs \
              WHERE tenant_id = $1 \
@@ -165,19 +168,19 @@ impl AuditLog<'_> {
                AND ($7::timestamptz IS NULL OR created_at < $7) \
                AND ($8::timestamptz IS NULL OR (created_at, id) < ($8, $9)) \
              ORDER BY created_at DESC, id DESC LIMIT $10",
-        )
-        .bind(tenant_id)
-        .bind(filter.action.as_ref().map(BoundedText::as_str))
-        .bind(filter.resource_type.as_ref().map(BoundedText::as_str))
-        .bind(filter.resource_id)
-        .bind(filter.user_id)
-        .bind(filter.since)
-        .bind(filter.until)
-        .bind(after.map(|c| c.created_at))
-        .bind(after.map(|c| c.id))
-        .bind(i64::from(limit.get()) + 1)
-        .fetch_all(self.tx.conn())
-        .await?;
+            )
+            .bind(tenant_id)
+            .bind(filter.action.as_ref().map(BoundedText::as_str))
+            .bind(filter.resource_type.as_ref().map(BoundedText::as_str))
+            .bind(filter.resource_id)
+            .bind(filter.user_id)
+            .bind(filter.since)
+            .bind(filter.until)
+            .bind(after.map(|c| c.created_at))
+            .bind(after.map(|c| c.id))
+            .bind(i64::from(limit.get()) + 1)
+            .fetch_all(self.tx.conn())
+            .await?;
         let page = super::into_page(rows, limit, |e| Cursor { created_at: e.created_at, id: e.id.as_uuid() });
         self.tx
             .audit(actions::AUDIT_READ, "audit_log", tenant_id.as_uuid(), json!({ "count": page.items.len() }))

@@ -22,7 +22,7 @@ impl CurrentTenant<'_> {
     /// An authentication lookup (is the claimed tenant real and active?): it writes no audit row.
     pub async fn lookup(&mut self) -> Result<Option<Tenant>, DbError> {
         let tenant_id = self.tx.tenant_id();
-        Ok(sqlx::query_as(TENANT_BY_ID).bind(tenant_id).fetch_optional(self.tx.conn()).await?)
+        Ok(self.tx.sql().query_as(TENANT_BY_ID).bind(tenant_id).fetch_optional(self.tx.conn()).await?)
     }
 
     /// The tenant row (audited `tenant.read`).

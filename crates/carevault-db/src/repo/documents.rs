@@ -164,7 +164,7 @@ impl Documents<'_> {
             return Err(ValidationError::new("size_bytes", "must not be negative").into());
         }
         let tenant_id = self.tx.tenant_id();
-        let document: Document = sqlx::query_as(concat!(
+        let document: Document = self.tx.sql().query_as(concat!(
             "INSERT INTO documents (tenant_id, user_id, s3_key, s3_bucket, filename, content_type, size_bytes, status, metadata, embedding_vector) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ",
             document_columns!()
@@ -214,7 +214,7 @@ impl Documents<'_> {
             )
         };
         let document: Option<Document> =
-            sqlx::query_as(sql).bind(tenant_id).bind(id).fetch_optional(self.tx.conn()).await?;
+            self.tx.sql().query_as(sql).bind(tenant_id).bind(id).fetch_optional(self.tx.conn()).await?;
         let document = document.ok_or(DbError::NotFound)?;
         self.tx.audit(actions::DOCUMENT_READ, "document", id.as_uuid(), json!({ "embedding": with_embedding })).await?;
         Ok(document)
@@ -229,26 +229,29 @@ impl Documents<'_> {
         after: Option<Cursor>,
     ) -> Result<Page<Document>, DbError> {
         let tenant_id = self.tx.tenant_id();
-        let rows: Vec<Document> = sqlx::query_as(concat!(
-            "SELECT ",
-            document_columns!(),
-            " FROM documents \
+        let rows: Vec<Document> = self
+            .tx
+            .sql()
+            .query_as(concat!(
+                "SELECT ",
+                document_columns!(),
+                " FROM documents \
              WHERE tenant_id = $1 \
                AND CASE $2::int WHEN 0 THEN deleted_at IS NULL WHEN 1 THEN deleted_at IS NOT NULL ELSE true END \
                AND ($3::text IS NULL OR status = $3) \
                AND ($4::uuid IS NULL OR user_id = $4) \
                AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6)) \
              ORDER BY created_at DESC, id DESC LIMIT $7"
-        ))
-        .bind(tenant_id)
-        .bind(filter.deleted.code())
-        .bind(filter.status.map(|s| s.as_str()))
-        .bind(filter.user_id)
-        .bind(after.map(|c| c.created_at))
-        .bind(after.map(|c| c.id))
-        .bind(i64::from(limit.get()) + 1)
-        .fetch_all(self.tx.conn())
-        .await?;
+            ))
+            .bind(tenant_id)
+            .bind(filter.deleted.code())
+            .bind(filter.status.map(|s| s.as_str()))
+            .bind(filter.user_id)
+            .bind(after.map(|c| c.created_at))
+            .bind(after.map(|c| c.id))
+            .bind(i64::from(limit.get()) + 1)
+            .fetch_all(self.tx.conn())
+            .await?;
         let page = super::into_page(rows, limit, |d| Cursor { created_at: d.created_at, id: d.id.as_uuid() });
         let ids: Vec<DocumentId> = page.items.iter().map(|d| d.id).collect();
         self.tx
@@ -266,22 +269,25 @@ impl Documents<'_> {
             return Err(ValidationError::new("body", "names no field to change").into());
         }
         let tenant_id = self.tx.tenant_id();
-        let document: Option<Document> = sqlx::query_as(concat!(
-            "UPDATE documents SET \
+        let document: Option<Document> = self
+            .tx
+            .sql()
+            .query_as(concat!(
+                "UPDATE documents SET \
                 status = coalesce($3, status), \
                 metadata = coalesce($4, metadata), \
                 embedding_vector = CASE WHEN $5 THEN $6 ELSE embedding_vector END \
              WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING ",
-            document_columns!()
-        ))
-        .bind(tenant_id)
-        .bind(id)
-        .bind(update.status.map(|s| s.as_str()))
-        .bind(update.metadata.as_ref().map(Metadata::as_value))
-        .bind(update.embedding.is_some())
-        .bind(update.embedding.as_ref().and_then(|e| e.as_ref().map(Embedding::to_pgvector)))
-        .fetch_optional(self.tx.conn())
-        .await?;
+                document_columns!()
+            ))
+            .bind(tenant_id)
+            .bind(id)
+            .bind(update.status.map(|s| s.as_str()))
+            .bind(update.metadata.as_ref().map(Metadata::as_value))
+            .bind(update.embedding.is_some())
+            .bind(update.embedding.as_ref().and_then(|e| e.as_ref().map(Embedding::to_pgvector)))
+            .fetch_optional(self.tx.conn())
+            .await?;
         let document = document.ok_or(DbError::NotFound)?;
         self.tx.audit(actions::DOCUMENT_UPDATED, "document", id.as_uuid(), json!({ "fields": fields })).await?;
         Ok(document)
@@ -291,7 +297,7 @@ impl Documents<'_> {
     #[tracing::instrument(skip_all, fields(document_id = %id))]
     pub async fn soft_delete(&mut self, id: DocumentId) -> Result<Document, DbError> {
         let tenant_id = self.tx.tenant_id();
-        let document: Option<Document> = sqlx::query_as(concat!(
+        let document: Option<Document> = self.tx.sql().query_as(concat!(
             "UPDATE documents SET deleted_at = now() WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING ",
             document_columns!()
         ))
@@ -308,7 +314,7 @@ impl Documents<'_> {
     #[tracing::instrument(skip_all, fields(document_id = %id))]
     pub async fn restore(&mut self, id: DocumentId) -> Result<Document, DbError> {
         let tenant_id = self.tx.tenant_id();
-        let document: Option<Document> = sqlx::query_as(concat!(
+        let document: Option<Document> = self.tx.sql().query_as(concat!(
             "UPDATE documents SET deleted_at = NULL WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NOT NULL RETURNING ",
             document_columns!()
         ))
@@ -317,12 +323,14 @@ impl Documents<'_> {
         .fetch_optional(self.tx.conn())
         .await?;
         let Some(document) = document else {
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM documents WHERE tenant_id = $1 AND id = $2)")
-                    .bind(tenant_id)
-                    .bind(id)
-                    .fetch_one(self.tx.conn())
-                    .await?;
+            let exists: bool = self
+                .tx
+                .sql()
+                .query_scalar("SELECT EXISTS (SELECT 1 FROM documents WHERE tenant_id = $1 AND id = $2)")
+                .bind(tenant_id)
+                .bind(id)
+                .fetch_one(self.tx.conn())
+                .await?;
             return Err(if exists { DbError::Conflict("the document is not deleted") } else { DbError::NotFound });
         };
         self.tx.audit(actions::DOCUMENT_RESTORED, "document", id.as_uuid(), json!({})).await?;

@@ -177,26 +177,34 @@ impl Documents<'_> {
         let tenant_id = self.tx.tenant_id();
         let vector = embedding.to_pgvector();
         // Count at most EXACT_SCAN_MAX_ROWS + 1 rows: enough to choose, bounded in cost.
-        let eligible: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT 1 FROM documents \
+        let eligible: i64 = self
+            .tx
+            .sql()
+            .query_scalar(
+                "SELECT count(*) FROM (SELECT 1 FROM documents \
              WHERE tenant_id = $1 AND deleted_at IS NULL AND embedding_vector IS NOT NULL LIMIT $2) AS capped",
-        )
-        .bind(tenant_id)
-        .bind(EXACT_SCAN_MAX_ROWS + 1)
-        .fetch_one(self.tx.conn())
-        .await?;
+            )
+            .bind(tenant_id)
+            .bind(EXACT_SCAN_MAX_ROWS + 1)
+            .fetch_one(self.tx.conn())
+            .await?;
 
         if eligible > EXACT_SCAN_MAX_ROWS {
             // Transaction-local, like every setting of a TenantTx. ef_search must be at least the
             // limit for a full first batch; strict_order keeps exact distance order.
-            sqlx::query(
-                "SELECT set_config('hnsw.iterative_scan', 'strict_order', true), \
+            self.tx
+                .sql()
+                .query(
+                    "SELECT set_config('hnsw.iterative_scan', 'strict_order', true), \
                         set_config('hnsw.ef_search', $1, true)",
-            )
-            .bind(limit.get().max(40).to_string())
-            .execute(self.tx.conn())
-            .await?;
-            let rows: Vec<SearchHit> = sqlx::query_as(INDEX_SCAN)
+                )
+                .bind(limit.get().max(40).to_string())
+                .execute(self.tx.conn())
+                .await?;
+            let rows: Vec<SearchHit> = self
+                .tx
+                .sql()
+                .query_as(INDEX_SCAN)
                 .bind(tenant_id)
                 .bind(&vector)
                 .bind(i64::from(limit.get()))
@@ -209,7 +217,10 @@ impl Documents<'_> {
             tracing::debug!(found = rows.len(), "index scan came back short; falling back to an exact scan");
         }
 
-        let hits = sqlx::query_as(EXACT_SCAN)
+        let hits = self
+            .tx
+            .sql()
+            .query_as(EXACT_SCAN)
             .bind(tenant_id)
             .bind(&vector)
             .bind(threshold.get())

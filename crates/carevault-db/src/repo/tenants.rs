@@ -71,23 +71,27 @@ impl Tenants<'_> {
     /// Creates a tenant (audited `tenant.created`).
     #[tracing::instrument(skip_all)]
     pub async fn create(&mut self, name: BoundedText, status: TenantStatus) -> Result<Tenant, DbError> {
-        let tenant: Tenant =
-            sqlx::query_as(concat!("INSERT INTO tenants (name, status) VALUES ($1, $2) RETURNING ", tenant_columns!()))
-                .bind(name.as_str())
-                .bind(status.as_str())
-                .fetch_one(self.tx.conn())
-                .await?;
+        let tenant: Tenant = self
+            .tx
+            .sql()
+            .query_as(concat!("INSERT INTO tenants (name, status) VALUES ($1, $2) RETURNING ", tenant_columns!()))
+            .bind(name.as_str())
+            .bind(status.as_str())
+            .fetch_one(self.tx.conn())
+            .await?;
         self.tx.audit(tenant.id, actions::TENANT_CREATED, json!({})).await?;
         Ok(tenant)
     }
 
     /// A tenant, deleted or not.
     pub async fn get(&mut self, id: TenantId) -> Result<Tenant, DbError> {
-        let tenant: Option<Tenant> =
-            sqlx::query_as(concat!("SELECT ", tenant_columns!(), " FROM tenants WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(self.tx.conn())
-                .await?;
+        let tenant: Option<Tenant> = self
+            .tx
+            .sql()
+            .query_as(concat!("SELECT ", tenant_columns!(), " FROM tenants WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.tx.conn())
+            .await?;
         tenant.ok_or(DbError::NotFound)
     }
 
@@ -98,20 +102,23 @@ impl Tenants<'_> {
         limit: PageLimit,
         after: Option<Cursor>,
     ) -> Result<Page<Tenant>, DbError> {
-        let rows: Vec<Tenant> = sqlx::query_as(concat!(
-            "SELECT ",
-            tenant_columns!(),
-            " FROM tenants \
+        let rows: Vec<Tenant> = self
+            .tx
+            .sql()
+            .query_as(concat!(
+                "SELECT ",
+                tenant_columns!(),
+                " FROM tenants \
              WHERE CASE $1::int WHEN 0 THEN deleted_at IS NULL WHEN 1 THEN deleted_at IS NOT NULL ELSE true END \
                AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
              ORDER BY created_at DESC, id DESC LIMIT $4"
-        ))
-        .bind(deleted.code())
-        .bind(after.map(|c| c.created_at))
-        .bind(after.map(|c| c.id))
-        .bind(i64::from(limit.get()) + 1)
-        .fetch_all(self.tx.conn())
-        .await?;
+            ))
+            .bind(deleted.code())
+            .bind(after.map(|c| c.created_at))
+            .bind(after.map(|c| c.id))
+            .bind(i64::from(limit.get()) + 1)
+            .fetch_all(self.tx.conn())
+            .await?;
         Ok(super::into_page(rows, limit, |t| Cursor { created_at: t.created_at, id: t.id.as_uuid() }))
     }
 
@@ -132,14 +139,17 @@ impl Tenants<'_> {
         action: &'static str,
     ) -> Result<Tenant, DbError> {
         refuse_system(id)?;
-        let tenant: Option<Tenant> = sqlx::query_as(concat!(
-            "UPDATE tenants SET status = $2 WHERE id = $1 AND deleted_at IS NULL RETURNING ",
-            tenant_columns!()
-        ))
-        .bind(id)
-        .bind(status.as_str())
-        .fetch_optional(self.tx.conn())
-        .await?;
+        let tenant: Option<Tenant> = self
+            .tx
+            .sql()
+            .query_as(concat!(
+                "UPDATE tenants SET status = $2 WHERE id = $1 AND deleted_at IS NULL RETURNING ",
+                tenant_columns!()
+            ))
+            .bind(id)
+            .bind(status.as_str())
+            .fetch_optional(self.tx.conn())
+            .await?;
         let tenant = tenant.ok_or(DbError::NotFound)?;
         self.tx.audit(id, action, json!({ "status": status.as_str() })).await?;
         Ok(tenant)
@@ -148,13 +158,16 @@ impl Tenants<'_> {
     /// Soft-deletes a tenant (audited `tenant.deleted`). Already deleted → not found.
     pub async fn soft_delete(&mut self, id: TenantId) -> Result<Tenant, DbError> {
         refuse_system(id)?;
-        let tenant: Option<Tenant> = sqlx::query_as(concat!(
-            "UPDATE tenants SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL RETURNING ",
-            tenant_columns!()
-        ))
-        .bind(id)
-        .fetch_optional(self.tx.conn())
-        .await?;
+        let tenant: Option<Tenant> = self
+            .tx
+            .sql()
+            .query_as(concat!(
+                "UPDATE tenants SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL RETURNING ",
+                tenant_columns!()
+            ))
+            .bind(id)
+            .fetch_optional(self.tx.conn())
+            .await?;
         let tenant = tenant.ok_or(DbError::NotFound)?;
         self.tx.audit(id, actions::TENANT_DELETED, json!({})).await?;
         Ok(tenant)
@@ -162,13 +175,16 @@ impl Tenants<'_> {
 
     /// Restores a soft-deleted tenant (audited `tenant.restored`). Not deleted → conflict.
     pub async fn restore(&mut self, id: TenantId) -> Result<Tenant, DbError> {
-        let tenant: Option<Tenant> = sqlx::query_as(concat!(
-            "UPDATE tenants SET deleted_at = NULL WHERE id = $1 AND deleted_at IS NOT NULL RETURNING ",
-            tenant_columns!()
-        ))
-        .bind(id)
-        .fetch_optional(self.tx.conn())
-        .await?;
+        let tenant: Option<Tenant> = self
+            .tx
+            .sql()
+            .query_as(concat!(
+                "UPDATE tenants SET deleted_at = NULL WHERE id = $1 AND deleted_at IS NOT NULL RETURNING ",
+                tenant_columns!()
+            ))
+            .bind(id)
+            .fetch_optional(self.tx.conn())
+            .await?;
         let Some(tenant) = tenant else {
             self.get(id).await?;
             return Err(DbError::Conflict("the tenant is not deleted"));

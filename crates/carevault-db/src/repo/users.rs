@@ -159,7 +159,7 @@ impl Users<'_> {
 
     async fn insert(&mut self, new: &NewUser) -> Result<User, DbError> {
         let tenant_id = self.tx.tenant_id();
-        sqlx::query_as(concat!("INSERT INTO users (tenant_id, email, role, full_name, external_idp_id) VALUES ($1, $2, $3, $4, $5) RETURNING ", user_columns!()))
+        self.tx.sql().query_as(concat!("INSERT INTO users (tenant_id, email, role, full_name, external_idp_id) VALUES ($1, $2, $3, $4, $5) RETURNING ", user_columns!()))
         .bind(tenant_id)
         .bind(new.email.as_str())
         .bind(new.role.as_str())
@@ -174,15 +174,18 @@ impl Users<'_> {
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     pub async fn get(&mut self, id: UserId) -> Result<User, DbError> {
         let tenant_id = self.tx.tenant_id();
-        let user: Option<User> = sqlx::query_as(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
-        ))
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_optional(self.tx.conn())
-        .await?;
+        let user: Option<User> = self
+            .tx
+            .sql()
+            .query_as(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
+            ))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(self.tx.conn())
+            .await?;
         let user = user.ok_or(DbError::NotFound)?;
         self.tx.audit(actions::USER_READ, "user", id.as_uuid(), json!({})).await?;
         Ok(user)
@@ -197,22 +200,25 @@ impl Users<'_> {
         after: Option<Cursor>,
     ) -> Result<Page<User>, DbError> {
         let tenant_id = self.tx.tenant_id();
-        let rows: Vec<User> = sqlx::query_as(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users \
+        let rows: Vec<User> = self
+            .tx
+            .sql()
+            .query_as(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users \
              WHERE tenant_id = $1 \
                AND CASE $2::int WHEN 0 THEN deleted_at IS NULL WHEN 1 THEN deleted_at IS NOT NULL ELSE true END \
                AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4)) \
              ORDER BY created_at DESC, id DESC LIMIT $5"
-        ))
-        .bind(tenant_id)
-        .bind(deleted.code())
-        .bind(after.map(|c| c.created_at))
-        .bind(after.map(|c| c.id))
-        .bind(i64::from(limit.get()) + 1)
-        .fetch_all(self.tx.conn())
-        .await?;
+            ))
+            .bind(tenant_id)
+            .bind(deleted.code())
+            .bind(after.map(|c| c.created_at))
+            .bind(after.map(|c| c.id))
+            .bind(i64::from(limit.get()) + 1)
+            .fetch_all(self.tx.conn())
+            .await?;
         let page = super::into_page(rows, limit, |u| Cursor { created_at: u.created_at, id: u.id.as_uuid() });
         let ids: Vec<UserId> = page.items.iter().map(|u| u.id).collect();
         self.tx
@@ -229,26 +235,29 @@ impl Users<'_> {
             return Err(ValidationError::new("body", "names no field to change").into());
         }
         let tenant_id = self.tx.tenant_id();
-        let user: Option<User> = sqlx::query_as(concat!(
-            "UPDATE users SET \
+        let user: Option<User> = self
+            .tx
+            .sql()
+            .query_as(concat!(
+                "UPDATE users SET \
                 email = coalesce($3, email), \
                 role = coalesce($4, role), \
                 full_name = CASE WHEN $5 THEN $6 ELSE full_name END, \
                 external_idp_id = CASE WHEN $7 THEN $8 ELSE external_idp_id END \
              WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING ",
-            user_columns!()
-        ))
-        .bind(tenant_id)
-        .bind(id)
-        .bind(update.email.as_ref().map(Email::as_str))
-        .bind(update.role.map(|r| r.as_str()))
-        .bind(update.full_name.is_some())
-        .bind(update.full_name.as_ref().and_then(|n| n.as_ref().map(BoundedText::as_str)))
-        .bind(update.external_idp_id.is_some())
-        .bind(update.external_idp_id.as_ref().and_then(|n| n.as_ref().map(BoundedText::as_str)))
-        .fetch_optional(self.tx.conn())
-        .await
-        .map_err(user_conflict)?;
+                user_columns!()
+            ))
+            .bind(tenant_id)
+            .bind(id)
+            .bind(update.email.as_ref().map(Email::as_str))
+            .bind(update.role.map(|r| r.as_str()))
+            .bind(update.full_name.is_some())
+            .bind(update.full_name.as_ref().and_then(|n| n.as_ref().map(BoundedText::as_str)))
+            .bind(update.external_idp_id.is_some())
+            .bind(update.external_idp_id.as_ref().and_then(|n| n.as_ref().map(BoundedText::as_str)))
+            .fetch_optional(self.tx.conn())
+            .await
+            .map_err(user_conflict)?;
         let user = user.ok_or(DbError::NotFound)?;
         self.tx.audit(actions::USER_UPDATED, "user", id.as_uuid(), json!({ "fields": fields })).await?;
         Ok(user)
@@ -258,7 +267,7 @@ impl Users<'_> {
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     pub async fn soft_delete(&mut self, id: UserId) -> Result<User, DbError> {
         let tenant_id = self.tx.tenant_id();
-        let user: Option<User> = sqlx::query_as(concat!(
+        let user: Option<User> = self.tx.sql().query_as(concat!(
             "UPDATE users SET deleted_at = now() WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING ",
             user_columns!()
         ))
@@ -276,7 +285,7 @@ impl Users<'_> {
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     pub async fn restore(&mut self, id: UserId) -> Result<User, DbError> {
         let tenant_id = self.tx.tenant_id();
-        let user: Option<User> = sqlx::query_as(concat!(
+        let user: Option<User> = self.tx.sql().query_as(concat!(
             "UPDATE users SET deleted_at = NULL WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NOT NULL RETURNING ",
             user_columns!()
         ))
@@ -294,7 +303,10 @@ impl Users<'_> {
 
     async fn not_found_or_active(&mut self, id: UserId) -> Result<DbError, DbError> {
         let tenant_id = self.tx.tenant_id();
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2)")
+        let exists: bool = self
+            .tx
+            .sql()
+            .query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2)")
             .bind(tenant_id)
             .bind(id)
             .fetch_one(self.tx.conn())
@@ -306,14 +318,15 @@ impl Users<'_> {
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     pub async fn record_login(&mut self, id: UserId) -> Result<(), DbError> {
         let tenant_id = self.tx.tenant_id();
-        let updated = sqlx::query(
-            "UPDATE users SET last_login_at = now() WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
-        )
-        .bind(tenant_id)
-        .bind(id)
-        .execute(self.tx.conn())
-        .await?
-        .rows_affected();
+        let updated = self
+            .tx
+            .sql()
+            .query("UPDATE users SET last_login_at = now() WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(self.tx.conn())
+            .await?
+            .rows_affected();
         if updated == 0 {
             return Err(DbError::NotFound);
         }
@@ -327,15 +340,18 @@ impl Users<'_> {
     #[tracing::instrument(skip_all)]
     pub async fn find_by_external_id(&mut self, external_idp_id: &str) -> Result<Option<User>, DbError> {
         let tenant_id = self.tx.tenant_id();
-        Ok(sqlx::query_as(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE tenant_id = $1 AND external_idp_id = $2 \
+        Ok(self
+            .tx
+            .sql()
+            .query_as(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE tenant_id = $1 AND external_idp_id = $2 \
              ORDER BY deleted_at IS NULL DESC, created_at DESC LIMIT 1"
-        ))
-        .bind(tenant_id)
-        .bind(external_idp_id)
-        .fetch_optional(self.tx.conn())
-        .await?)
+            ))
+            .bind(tenant_id)
+            .bind(external_idp_id)
+            .fetch_optional(self.tx.conn())
+            .await?)
     }
 }

@@ -326,3 +326,23 @@ async fn login_role_defaults_cannot_steer_the_pools_connections() {
     let reset = format!("ALTER ROLE carevault_api IN DATABASE \"{name}\" RESET ALL");
     sqlx::raw_sql(sqlx::AssertSqlSafe(reset)).execute(&owner).await.unwrap();
 }
+
+#[tokio::test]
+async fn unnamed_statements_work_end_to_end() {
+    // DB_STATEMENT_CACHE=false (PgBouncer < 1.21): every query is sent unnamed.
+    let db = TestDb::new().await;
+    let config = carevault_db::PoolConfig { statement_cache: false, ..carevault_db::PoolConfig::default() };
+    let pool = carevault_db::AppPool::connect_lazy(&db.app_url(), config).unwrap();
+    let platform = carevault_db::PlatformPool::connect_lazy(&db.ops_url(), config).unwrap();
+    let a = tenant(&platform, "A").await;
+    let alice = user(&pool, a, "alice@a.test", UserRole::Member).await;
+    for _ in 0..3 {
+        let mut tx = TenantTx::begin(&pool, a, as_user(&alice)).await.unwrap();
+        tx.documents().create(new_document(&alice, "u.pdf", None)).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let mut conn = app_session(&db, Some(a)).await;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM documents").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(count, 3);
+    assert_eq!(pool.ping().await.ok(), Some(()));
+}
