@@ -3,38 +3,7 @@
 
 use std::time::Duration;
 
-/// The deployment environment (`ENVIRONMENT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Environment {
-    /// A developer's machine: error `detail` shown, development tokens allowed.
-    #[default]
-    Development,
-    /// Like production, but not production.
-    Staging,
-    /// Strict: no `detail`, no HS256, no wildcard CORS, OIDC required.
-    Production,
-}
-
-impl Environment {
-    /// Parses `development`, `staging` or `production`.
-    pub fn parse(text: &str) -> Option<Environment> {
-        match text {
-            "development" => Some(Environment::Development),
-            "staging" => Some(Environment::Staging),
-            "production" => Some(Environment::Production),
-            _ => None,
-        }
-    }
-
-    /// The lower-case name.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Environment::Development => "development",
-            Environment::Staging => "staging",
-            Environment::Production => "production",
-        }
-    }
-}
+pub use carevault_db::Environment;
 
 /// The HTTP layer's settings (DESIGN §7.1).
 #[derive(Debug, Clone)]

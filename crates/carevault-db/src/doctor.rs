@@ -114,29 +114,7 @@ pub const CHECK_NAMES: [&str; 17] = [
     "role_settings",
 ];
 
-/// `ENVIRONMENT` (DESIGN §7.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Environment {
-    /// A developer's machine.
-    #[default]
-    Development,
-    /// Like production.
-    Staging,
-    /// Production.
-    Production,
-}
-
-impl Environment {
-    /// Parses `development`, `staging` or `production`.
-    pub fn parse(text: &str) -> Option<Environment> {
-        match text {
-            "development" => Some(Environment::Development),
-            "staging" => Some(Environment::Staging),
-            "production" => Some(Environment::Production),
-            _ => None,
-        }
-    }
-}
+pub use crate::Environment;
 
 /// What the caller knows that the database does not: where the server runs and which logins its
 /// two pools use.
@@ -195,6 +173,15 @@ pub async fn run(pool: &PgPool, ctx: &DoctorContext) -> Result<Vec<Check>, DbErr
     checks.push(checked("tls", tls_facts(pool).await, |f| evaluate_tls(&f, ctx.environment)));
     checks.push(checked("role_settings", role_setting_facts(pool).await, |f| evaluate_role_settings(&f)));
     Ok(checks)
+}
+
+/// PASS with `pass` when nothing is wrong, else FAIL listing the problems and their fixes.
+fn verdict(name: &'static str, problems: Vec<String>, fixes: Vec<String>, pass: impl FnOnce() -> String) -> Check {
+    if problems.is_empty() {
+        Check::pass(name, pass())
+    } else {
+        Check::fail(name, problems.join("; "), fixes.join("\n"))
+    }
 }
 
 fn checked<T>(name: &'static str, facts: Result<T, DbError>, evaluate: impl FnOnce(T) -> Check) -> Check {
@@ -565,12 +552,10 @@ pub fn evaluate_row_level_security(tables: &[TenantTableFacts]) -> Check {
             fixes.push(format!("ALTER TABLE {} FORCE ROW LEVEL SECURITY;", table.name));
         }
     }
-    if problems.is_empty() {
+    verdict(NAME, problems, fixes, || {
         let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
-        Check::pass(NAME, format!("enabled and forced on {}", names.join(", ")))
-    } else {
-        Check::fail(NAME, problems.join("; "), fixes.join("\n"))
-    }
+        format!("enabled and forced on {}", names.join(", "))
+    })
 }
 
 /// One policy of the design (migrations 7 and 9).
@@ -790,11 +775,7 @@ pub fn evaluate_tenant_guard(tables: &[TenantTableFacts]) -> Check {
             table = table.name
         ));
     }
-    if problems.is_empty() {
-        Check::pass(NAME, format!("restrictive tenant_guard on all {} tenant tables", tables.len()))
-    } else {
-        Check::fail(NAME, problems.join("; "), fixes.join("\n"))
-    }
+    verdict(NAME, problems, fixes, || format!("restrictive tenant_guard on all {} tenant tables", tables.len()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1096,11 +1077,9 @@ pub fn evaluate_runtime_roles(roles: &[RoleFacts], owner: &str) -> Check {
             fixes.push(format!("REVOKE {} FROM {name};", list.join(", ")));
         }
     }
-    if problems.is_empty() {
-        Check::pass(NAME, "carevault_app and carevault_platform: not superuser, not BYPASSRLS, own nothing")
-    } else {
-        Check::fail(NAME, problems.join("; "), fixes.join("\n"))
-    }
+    verdict(NAME, problems, fixes, || {
+        "carevault_app and carevault_platform: not superuser, not BYPASSRLS, own nothing".into()
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1250,11 +1229,7 @@ pub fn evaluate_privileges(facts: &PrivilegeFacts) -> Check {
             fixes.push(format!("GRANT {privilege} ON {relation} TO {role};"));
         }
     }
-    if problems.is_empty() {
-        Check::pass(NAME, format!("exactly the {} designed privileges, no DDL", DESIGNED_PRIVILEGES.len()))
-    } else {
-        Check::fail(NAME, problems.join("; "), fixes.join("\n"))
-    }
+    verdict(NAME, problems, fixes, || format!("exactly the {} designed privileges, no DDL", DESIGNED_PRIVILEGES.len()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1469,11 +1444,7 @@ pub fn evaluate_views(views: &[ViewFacts]) -> Check {
             fixes.push(format!("ALTER VIEW {} SET (security_invoker = true);", view.name));
         }
     }
-    if problems.is_empty() {
-        Check::pass(NAME, format!("{} view(s) over tenant tables, all security_invoker", views.len()))
-    } else {
-        Check::fail(NAME, problems.join("; "), fixes.join("\n"))
-    }
+    verdict(NAME, problems, fixes, || format!("{} view(s) over tenant tables, all security_invoker", views.len()))
 }
 
 // ---------------------------------------------------------------------------------------------

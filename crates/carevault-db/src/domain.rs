@@ -412,6 +412,40 @@ impl Deleted {
     }
 }
 
+/// The deployment environment (`ENVIRONMENT`, DESIGN §7.1), shared by the HTTP layer and
+/// `carevault doctor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Environment {
+    /// A developer's machine: error `detail` shown, development tokens allowed.
+    #[default]
+    Development,
+    /// Like production, but not production.
+    Staging,
+    /// Strict: no `detail`, no HS256, no wildcard CORS, OIDC required.
+    Production,
+}
+
+impl Environment {
+    /// Parses `development`, `staging` or `production`.
+    pub fn parse(text: &str) -> Option<Environment> {
+        match text {
+            "development" => Some(Environment::Development),
+            "staging" => Some(Environment::Staging),
+            "production" => Some(Environment::Production),
+            _ => None,
+        }
+    }
+
+    /// The lower-case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+}
+
 /// Who is acting and from where; written into every audit row of a transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditContext {

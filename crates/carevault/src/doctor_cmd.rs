@@ -7,7 +7,7 @@
 use std::str::FromStr;
 
 use anyhow::{Context, bail};
-use carevault_db::doctor::{self, Check, DoctorContext, Environment, Status};
+use carevault_db::doctor::{self, Check, DoctorContext, Status};
 use sqlx::postgres::PgConnectOptions;
 
 use crate::database::{Database, redact};
@@ -47,7 +47,6 @@ pub async fn run(json: bool, database_url: Option<String>) -> anyhow::Result<()>
 /// PLATFORM_DATABASE_URL, and as DATABASE_URL's (this connection's) when they are unset.
 fn context(lookup: &dyn Fn(&str) -> Option<String>, embedded: bool) -> anyhow::Result<DoctorContext> {
     let environment = crate::config::environment(lookup)?;
-    let environment = Environment::parse(environment.as_str()).unwrap_or_default();
     let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
     let (app, platform) = (get("APP_DATABASE_URL"), get("PLATFORM_DATABASE_URL"));
     if embedded && (app.is_some() || platform.is_some()) {
@@ -99,6 +98,7 @@ fn render(checks: &[Check]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use carevault_db::Environment;
 
     fn lookup(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
