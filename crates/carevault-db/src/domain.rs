@@ -82,21 +82,29 @@ impl TenantId {
     pub const SYSTEM: TenantId = TenantId(Uuid::nil());
 }
 
-/// An email address: trimmed, lower-cased, at most 255 characters, `local@domain` with a dot in
-/// the domain and no whitespace or control characters.
+/// An email address of at most 255 characters as sent, trimmed, with its ASCII letters
+/// lower-cased, `local@domain` with a dot inside the domain and no whitespace or control
+/// characters.
 ///
 /// Lower-cased so that the unique index on `(tenant_id, email)` treats `Ann@x.org` and
-/// `ann@x.org` as the same person.
+/// `ann@x.org` as the same person. Only ASCII letters are folded: full Unicode lower-casing can
+/// lengthen an address (`İ` becomes two characters), so the stored address could outgrow the
+/// length that was checked, and the local part of an address is case-sensitive anyway (RFC 5321
+/// §2.4). The rules are stated exactly in the OpenAPI document (`Email`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Email(String);
 
 impl Email {
+    /// The most characters an address may have (the column is `VARCHAR(255)`).
+    pub const MAX_CHARS: usize = 255;
+
     /// Validates and normalises an address.
     pub fn parse(text: &str) -> Result<Email, ValidationError> {
         let invalid = |reason| Err(ValidationError::new("email", reason));
-        let email = text.trim().to_lowercase();
-        if email.is_empty() || email.chars().count() > 255 {
+        // Counted as sent, before trimming, so that the rule is a plain maxLength in OpenAPI.
+        let email = text.trim().to_ascii_lowercase();
+        if email.is_empty() || text.chars().count() > Self::MAX_CHARS {
             return invalid("must be 1 to 255 characters");
         }
         if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -209,14 +217,18 @@ impl TenantStatus {
 pub struct BoundedText(String);
 
 impl BoundedText {
-    /// Validates `text` for `field`, at most `max` characters (the column's VARCHAR length).
+    /// Validates `text` for `field`: at most `max` characters as sent (the column's VARCHAR
+    /// length), not blank, and no control characters once the surrounding whitespace is trimmed.
+    ///
+    /// The length is counted before trimming so that the rule is a plain `maxLength` in the
+    /// OpenAPI document, which states these rules exactly.
     pub fn parse(field: &'static str, text: &str, max: usize) -> Result<BoundedText, ValidationError> {
+        if text.chars().count() > max {
+            return Err(ValidationError::new(field, "is too long"));
+        }
         let trimmed = text.trim();
         if trimmed.is_empty() {
             return Err(ValidationError::new(field, "must not be empty"));
-        }
-        if trimmed.chars().count() > max {
-            return Err(ValidationError::new(field, "is too long"));
         }
         if trimmed.chars().any(char::is_control) {
             return Err(ValidationError::new(field, "must not contain control characters"));
@@ -233,29 +245,44 @@ impl BoundedText {
 /// The number of dimensions of every embedding (`VECTOR(1024)`).
 pub const EMBEDDING_DIMENSIONS: usize = 1024;
 
-/// A document embedding: exactly 1024 finite values with a non-zero norm.
+/// A document embedding: exactly 1024 finite values of magnitude at most 1e15, at least one of
+/// them of magnitude 1e-15 or more.
 ///
-/// A zero vector has no cosine distance: `<=>` returns NaN for it and the HNSW index skips it, so
-/// it is refused here rather than silently never found.
+/// The bounds keep pgvector's arithmetic meaningful. pgvector 0.8 accumulates the dot product and
+/// the norms of `<=>` in float32, so a square beyond float32's range overflows and one below it
+/// underflows, and the distance silently comes out wrong or NaN. Measured on PostgreSQL 18 +
+/// pgvector 0.8.6 against `[1,1,0]`, whose true distance is 0.2929 from any `[x,0,0]`:
+/// `[1e20,0,0]` gives 1, `[1e-30,0,0]` gives 0, and a query of float32's largest value against
+/// the stored documents gave NaN (found by the schema fuzzer). With every value within 1e15 the
+/// sums stay below 1024 × 1e30, far inside float32; with one value of at least 1e-15 the norm
+/// stays a normal float32. The zero vector, whose cosine distance is NaN and which the HNSW index
+/// skips, is refused by the same rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embedding(Vec<f32>);
 
 impl Embedding {
-    /// Validates the values.
-    pub fn parse(values: Vec<f32>) -> Result<Embedding, ValidationError> {
+    /// The largest magnitude a value may have.
+    pub const MAX_MAGNITUDE: f64 = 1e15;
+
+    /// The magnitude at least one value must reach.
+    pub const MIN_LARGEST_MAGNITUDE: f64 = 1e-15;
+
+    /// Validates the values, as sent (in f64, as JSON numbers arrive), before they are rounded to
+    /// float32.
+    pub fn parse<V: Into<f64>>(values: impl IntoIterator<Item = V>) -> Result<Embedding, ValidationError> {
         let invalid = |reason| Err(ValidationError::new("embedding", reason));
+        let values: Vec<f64> = values.into_iter().map(Into::into).collect();
         if values.len() != EMBEDDING_DIMENSIONS {
             return invalid("must have exactly 1024 values");
         }
-        if values.iter().any(|v| !v.is_finite()) {
-            return invalid("values must be finite numbers");
+        if values.iter().any(|v| !v.is_finite() || v.abs() > Self::MAX_MAGNITUDE) {
+            return invalid("values must be finite numbers between -1e15 and 1e15");
         }
-        // Accumulate in f64: the squares of tiny f32 values underflow to zero in f32.
-        let norm_squared: f64 = values.iter().map(|v| f64::from(*v) * f64::from(*v)).sum();
-        if norm_squared == 0.0 {
-            return invalid("must not be the zero vector");
+        if values.iter().all(|v| v.abs() < Self::MIN_LARGEST_MAGNITUDE) {
+            return invalid("must not be the zero vector (at least one value of magnitude 1e-15 or more)");
         }
-        Ok(Embedding(values))
+        // Rounding to nearest; every value is inside float32's range.
+        Ok(Embedding(values.into_iter().map(|v| v as f32).collect()))
     }
 
     /// The values.
@@ -465,33 +492,71 @@ mod tests {
     use super::*;
 
     #[test]
-    fn embedding_requires_1024_finite_values_and_a_non_zero_norm() {
-        assert!(Embedding::parse(vec![0.5; EMBEDDING_DIMENSIONS]).is_ok());
-        assert!(Embedding::parse(vec![0.5; EMBEDDING_DIMENSIONS - 1]).is_err());
-        assert!(Embedding::parse(vec![0.5; EMBEDDING_DIMENSIONS + 1]).is_err());
-        assert!(Embedding::parse(Vec::new()).is_err());
-        assert_eq!(
-            Embedding::parse(vec![0.0; EMBEDDING_DIMENSIONS]).unwrap_err().reason,
-            "must not be the zero vector"
+    fn embedding_requires_1024_bounded_values_not_all_tiny() {
+        assert!(Embedding::parse(vec![0.5_f32; EMBEDDING_DIMENSIONS]).is_ok());
+        assert!(Embedding::parse(vec![0.5_f32; EMBEDDING_DIMENSIONS - 1]).is_err());
+        assert!(Embedding::parse(vec![0.5_f32; EMBEDDING_DIMENSIONS + 1]).is_err());
+        assert!(Embedding::parse(Vec::<f32>::new()).is_err());
+        assert!(
+            Embedding::parse(vec![0.0_f32; EMBEDDING_DIMENSIONS])
+                .unwrap_err()
+                .reason
+                .starts_with("must not be the zero")
         );
-        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX] {
             let mut values = vec![0.5; EMBEDDING_DIMENSIONS];
             values[17] = bad;
             assert!(Embedding::parse(values).is_err());
         }
-        // Tiny but non-zero: its f32 squares underflow, the f64 norm does not.
-        assert!(Embedding::parse(vec![1e-30; EMBEDDING_DIMENSIONS]).is_ok());
+        // Tiny values are fine next to one that is not.
+        let mut values = vec![1e-30_f32; EMBEDDING_DIMENSIONS];
+        assert!(Embedding::parse(values.clone()).is_err());
+        values[5] = 0.1;
+        assert!(Embedding::parse(values).is_ok());
+    }
+
+    #[test]
+    fn embedding_bounds_are_exact() {
+        let one_value = |v: f64| {
+            let mut values = vec![0.0_f64; EMBEDDING_DIMENSIONS];
+            values[3] = v;
+            Embedding::parse(values)
+        };
+        let next_up = |v: f64| f64::from_bits(v.to_bits() + 1);
+        let next_down = |v: f64| f64::from_bits(v.to_bits() - 1);
+        for sign in [1.0, -1.0] {
+            assert!(one_value(sign * Embedding::MAX_MAGNITUDE).is_ok());
+            assert!(one_value(sign * next_up(Embedding::MAX_MAGNITUDE)).is_err());
+            assert!(one_value(sign * Embedding::MIN_LARGEST_MAGNITUDE).is_ok());
+            assert!(one_value(sign * next_down(Embedding::MIN_LARGEST_MAGNITUDE)).is_err());
+        }
     }
 
     #[test]
     fn email_is_normalised_and_validated() {
         assert_eq!(Email::parse("  Ann.Lee@Clinic.Example ").unwrap().as_str(), "ann.lee@clinic.example");
-        for bad in
-            ["", "ann", "@x.org", "ann@", "ann@x", "ann@@x.org", "a b@x.org", "ann@x.org.", "ann@.org", "a\u{0}@x.org"]
-        {
+        // Only ASCII letters fold: `İ` would lower-case to two characters.
+        assert_eq!(Email::parse("İ@X.org").unwrap().as_str(), "İ@x.org");
+        for bad in [
+            "",
+            "ann",
+            "@x.org",
+            "ann@",
+            "ann@x",
+            "ann@@x.org",
+            "a b@x.org",
+            "ann@x.org.",
+            "ann@.org",
+            "a\u{0}@x.org",
+            "a\u{a0}b@x.org",
+            "a@x\u{3000}.org",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
-        assert!(Email::parse(&format!("{}@x.org", "a".repeat(250))).is_err());
+        // 255 characters as sent, surrounding whitespace included.
+        let longest = format!("{}@x.org", "a".repeat(249));
+        assert!(Email::parse(&longest).is_ok());
+        assert!(Email::parse(&format!("{longest} ")).is_err());
     }
 
     #[test]
@@ -541,6 +606,12 @@ mod tests {
         assert!(BoundedText::parse("name", "   ", 10).is_err());
         assert!(BoundedText::parse("name", "x".repeat(11).as_str(), 10).is_err());
         assert!(BoundedText::parse("name", "a\nb", 10).is_err());
+        // Counted as sent: trailing whitespace counts towards the limit.
+        assert!(BoundedText::parse("name", "x".repeat(10).as_str(), 10).is_ok());
+        assert!(BoundedText::parse("name", format!("{} ", "x".repeat(10)).as_str(), 10).is_err());
+        // Whitespace control characters are trimmed; other control characters are refused.
+        assert_eq!(BoundedText::parse("name", "\tAcme\r\n", 10).unwrap().as_str(), "Acme");
+        assert!(BoundedText::parse("name", "\u{1c}Acme", 10).is_err());
         assert!(PageLimit::parse(0).is_err());
         assert!(PageLimit::parse(201).is_err());
         assert_eq!(PageLimit::parse(200).unwrap().get(), 200);

@@ -123,12 +123,16 @@ pub(crate) enum ScanKind {
     Index,
 }
 
+/// A stored vector outside `Embedding`'s bounds (written before them, or by a direct database
+/// writer) can have a NaN distance, and PostgreSQL orders NaN above every number, so
+/// `1 - distance >= $3` alone would return it (found by the schema fuzzer as a `null` distance).
+/// The index scan's threshold is applied in Rust, where a NaN comparison is false.
 const EXACT_SCAN: &str = "WITH candidates AS MATERIALIZED ( \
         SELECT id, filename, status, metadata, embedding_vector <=> $2 AS distance \
         FROM documents \
         WHERE tenant_id = $1 AND deleted_at IS NULL AND embedding_vector IS NOT NULL) \
      SELECT id, filename, status, metadata, distance, 1 - distance AS similarity \
-     FROM candidates WHERE 1 - distance >= $3 \
+     FROM candidates WHERE 1 - distance >= $3 AND distance <> 'NaN' \
      ORDER BY distance, id LIMIT $4";
 
 const INDEX_SCAN: &str = "SELECT id, filename, status, metadata, \

@@ -64,7 +64,7 @@ pub fn text(value: &str) -> BoundedText {
 
 /// A deterministic non-zero embedding.
 pub fn embedding(seed: u32) -> Embedding {
-    let values = (0..1024u32)
+    let values: Vec<f32> = (0..1024u32)
         .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503)) % 1000) as f32 / 1000.0 - 0.45)
         .collect();
     Embedding::parse(values).expect("embedding")

@@ -186,3 +186,108 @@ async fn similarity_search_is_exact_complete_and_tenant_scoped() {
     // Nothing of the small tenant ever appears in the big tenant's results, nor the reverse.
     assert!(near.iter().all(|h| !small_ids.contains(&h.id)));
 }
+
+/// The cosine distance in f64, from the float32 values pgvector stores.
+fn true_distance(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    1.0 - dot / (norm(a) * norm(b))
+}
+
+/// Why `Embedding` bounds its values (1e15 at most, one at least 1e-15): pgvector 0.8 computes
+/// `<=>` in float32, so beyond the bounds the distance is silently wrong, and within them it is
+/// right. Run as the runtime role; if pgvector ever computes in double precision, the first
+/// assertion fails and the bounds can be widened.
+#[tokio::test]
+async fn pgvector_distances_are_right_within_the_embedding_bounds_only() {
+    let db = TestDb::new().await;
+    let mut session = app_session(&db, None).await;
+    let mut distance = async |a: &[f32], b: &[f32]| -> f64 {
+        sqlx::query_scalar("SELECT $1::vector <=> $2::vector")
+            .bind(pgvector::Vector::from(a.to_vec()))
+            .bind(pgvector::Vector::from(b.to_vec()))
+            .fetch_one(&mut session)
+            .await
+            .unwrap()
+    };
+    let with = |pairs: &[(usize, f32)]| {
+        let mut values = vec![0.0_f32; 1024];
+        for (i, v) in pairs {
+            values[*i] = *v;
+        }
+        values
+    };
+    let diagonal = with(&[(0, 1.0), (1, 1.0)]);
+
+    // Outside the bounds: the squares overflow or underflow float32 and the answer is wrong.
+    for outside in [1e20_f32, 1e-30] {
+        let got = distance(&with(&[(0, outside)]), &diagonal).await;
+        assert!((got - true_distance(&with(&[(0, outside)]), &diagonal)).abs() > 0.2, "{outside:e}: {got}");
+    }
+
+    // At the bounds, mixed with each other and with ordinary values: right to float32 precision.
+    let big = Embedding::MAX_MAGNITUDE as f32;
+    let least = Embedding::MIN_LARGEST_MAGNITUDE as f32;
+    let all_big: Vec<f32> = (0..1024).map(|i| if i % 3 == 0 { -big } else { big }).collect();
+    let cases = [
+        (with(&[(0, least)]), diagonal.clone()),
+        (with(&[(0, least), (1, -least)]), with(&[(0, least), (2, least)])),
+        (all_big.clone(), all_big.iter().rev().copied().collect()),
+        (all_big.clone(), with(&[(0, least)])),
+        (with(&[(0, big), (1, least)]), diagonal.clone()),
+    ];
+    for (a, b) in &cases {
+        for values in [a, b] {
+            Embedding::parse(values.clone()).expect("the case is within the bounds");
+        }
+        let (got, want) = (distance(a, b).await, true_distance(a, b));
+        assert!(got.is_finite() && (got - want).abs() < 1e-5, "got {got}, want {want}");
+    }
+}
+
+/// A row whose vector is outside `Embedding`'s bounds (here written directly by the runtime role,
+/// as attacker B or a row older than the bounds could be) has a NaN distance; the search leaves
+/// it out instead of returning a `null` distance.
+#[tokio::test]
+async fn a_stored_vector_with_a_nan_distance_is_never_returned() {
+    let db = TestDb::new().await;
+    let (pool, platform) = (db.app_pool(2), db.platform_pool());
+    let clinic = tenant(&platform, "Clinic").await;
+    let owner = user(&pool, clinic, "o@o.test", UserRole::Member).await;
+    let query = crate::fixtures::embedding(1);
+    let mut session = app_session(&db, Some(clinic)).await;
+    // float32's largest value everywhere: the squares overflow to inf, and the dot product with a
+    // query of mixed signs is a sum of infinities of both signs, NaN.
+    let overflowing = pgvector::Vector::from(vec![f32::MAX; 1024]);
+    let nan: bool = sqlx::query_scalar("SELECT ($1::vector <=> $2::vector) = 'NaN'")
+        .bind(&overflowing)
+        .bind(pgvector::Vector::from(query.as_slice().to_vec()))
+        .fetch_one(&mut session)
+        .await
+        .unwrap();
+    assert!(nan, "the case must produce a NaN distance to prove anything");
+    sqlx::query(
+        "INSERT INTO documents (tenant_id, user_id, s3_key, s3_bucket, filename, embedding_vector) \
+         VALUES ($1, $2, 'k', 'b', 'overflow', $3)",
+    )
+    .bind(clinic)
+    .bind(owner.id)
+    .bind(&overflowing)
+    .execute(&mut session)
+    .await
+    .unwrap();
+    let mut tx = TenantTx::begin(&pool, clinic, crate::fixtures::as_user(&owner)).await.unwrap();
+    let normal = crate::fixtures::new_document(&owner, "normal", Some(query.clone()));
+    tx.documents().create(normal).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = TenantTx::begin(&pool, clinic, Default::default()).await.unwrap();
+    let hits = tx
+        .documents()
+        .similarity_search(&query, SearchLimit::parse(10).unwrap(), Threshold::parse(-1.0).unwrap())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let names: Vec<&str> = hits.iter().map(|h| h.filename.as_str()).collect();
+    assert_eq!(names, ["normal"]);
+}
