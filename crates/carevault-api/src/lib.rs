@@ -14,6 +14,7 @@ pub mod extract;
 pub mod handlers;
 mod middleware;
 pub mod openapi;
+pub mod schema;
 mod state;
 
 use axum::Router;
@@ -65,10 +66,10 @@ fn routes(config: &ApiConfig) -> Router<AppState> {
             .route("/platform/tenants/{id}/suspend", post(platform::suspend))
             .route("/platform/tenants/{id}/activate", post(platform::activate));
     }
-    Router::new().nest("/api/v1", api).route(
-        "/openapi.json",
-        get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi::openapi_json()) }),
-    )
+    let document = openapi::openapi_json(config.platform_api_token.is_some());
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], document) }))
 }
 
 /// Wraps `routes` in every layer of the application: request id and client address, error

@@ -6,6 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorCode, ErrorEnvelope};
 use crate::handlers::{audit, documents, health, me, platform, users};
+use crate::schema;
 
 /// The API description.
 #[derive(OpenApi)]
@@ -19,7 +20,13 @@ use crate::handlers::{audit, documents, health, me, platform, users};
         audit::list,
         platform::create, platform::list, platform::suspend, platform::activate,
     ),
-    components(schemas(ErrorEnvelope, ErrorBody, ErrorCode)),
+    // The request schemas reach the document through the operations, except those only referred to
+    // by query parameters or by `$ref` (metadata is recursive).
+    components(schemas(
+        ErrorEnvelope, ErrorBody, ErrorCode,
+        schema::MetadataObject, schema::MetadataValue, schema::DocumentStatusName, schema::DeletedFilter,
+        schema::DocumentInclude, schema::PageCursor, schema::Text100, schema::Text255,
+    )),
     modifiers(&SecuritySchemes, &ErrorResponses),
     tags(
         (name = "health", description = "Liveness and readiness (no authentication)"),
@@ -97,7 +104,20 @@ impl Modify for ErrorResponses {
     }
 }
 
-/// The document as pretty JSON.
-pub fn openapi_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".to_string())
+/// The path prefix of the platform API, absent from the document when the API is disabled.
+const PLATFORM_PATHS: &str = "/api/v1/platform/";
+
+/// The document as pretty JSON. Without the platform API (no `PLATFORM_API_TOKEN`) its paths are
+/// left out, as the router leaves out its routes: the document describes what this server serves.
+pub fn openapi_json(with_platform: bool) -> String {
+    let mut document = ApiDoc::openapi();
+    if !with_platform {
+        document.paths.paths.retain(|path, _| !path.starts_with(PLATFORM_PATHS));
+    }
+    let mut document = match serde_json::to_value(document) {
+        Ok(value) => value,
+        Err(_) => return "{}".to_string(),
+    };
+    schema::add_keywords_utoipa_lacks(&mut document);
+    serde_json::to_string_pretty(&document).unwrap_or_else(|_| "{}".to_string())
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{ListResponse, PageQuery, parse_id};
 use crate::extract::{Admin, ApiQuery, Authed};
-use crate::{ApiError, ErrorCode};
+use crate::{ApiError, ErrorCode, schema};
 
 /// One audit row.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -56,20 +56,28 @@ impl From<AuditEntry> for AuditEntryResponse {
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Exact action.
+    #[param(value_type = Option<schema::Text255>)]
     pub action: Option<String>,
     /// Exact resource type.
+    #[param(value_type = Option<schema::Text100>)]
     pub resource_type: Option<String>,
     /// Exact resource id.
+    #[param(value_type = Option<uuid::Uuid>)]
     pub resource_id: Option<String>,
     /// Acting user.
+    #[param(value_type = Option<uuid::Uuid>)]
     pub user_id: Option<String>,
     /// At or after (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub since: Option<String>,
     /// Before (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub until: Option<String>,
     /// Rows per page: 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<schema::PageCursor>)]
     pub cursor: Option<String>,
 }
 

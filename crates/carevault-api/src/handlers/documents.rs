@@ -9,9 +9,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ListResponse, PageQuery, double_option, optional_text, parse_deleted, parse_id};
+use super::{
+    ListResponse, PageQuery, double_option, not_null, optional_integer, optional_text, parse_deleted, parse_id,
+};
 use crate::extract::{ApiJson, ApiQuery, Authed, Member, Viewer};
-use crate::{ApiError, ErrorCode};
+use crate::{ApiError, ErrorCode, schema};
+
+/// The one value of `GET /documents/{id}?include=`.
+pub(crate) const INCLUDE_EMBEDDING: &str = "embedding";
 
 /// A document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -73,38 +78,51 @@ impl From<Document> for DocumentResponse {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDocumentRequest {
-    /// File name (at most 512 characters).
+    /// File name.
+    #[schema(value_type = schema::Text512)]
     pub filename: String,
-    /// Object key (at most 1024 characters).
+    /// Object key.
+    #[schema(value_type = schema::Text1024)]
     pub s3_key: String,
-    /// Bucket (at most 255 characters).
+    /// Bucket.
+    #[schema(value_type = schema::Text255)]
     pub s3_bucket: String,
-    /// MIME type (at most 127 characters).
+    /// MIME type.
+    #[schema(value_type = Option<schema::Text127>)]
     pub content_type: Option<String>,
-    /// Size in bytes (not negative).
+    /// Size in bytes.
+    #[serde(default, deserialize_with = "optional_integer")]
+    #[schema(minimum = 0)]
     pub size_bytes: Option<i64>,
     /// `processing` (default), `completed` or `failed`.
+    #[schema(value_type = Option<schema::DocumentStatusName>)]
     pub status: Option<String>,
-    /// A JSON object (at most 64 KiB, 16 levels).
-    #[schema(value_type = Option<Object>)]
+    /// Metadata (default `{}`).
+    #[schema(value_type = Option<schema::MetadataObject>)]
     pub metadata: Option<Value>,
-    /// 1024 finite numbers, not all zero.
-    pub embedding: Option<Vec<f32>>,
+    /// The embedding.
+    #[schema(value_type = Option<schema::EmbeddingValues>)]
+    pub embedding: Option<Vec<f64>>,
 }
 
-/// `PATCH /documents/{id}`: only the fields present change.
+/// `PATCH /documents/{id}`: only the fields present change; at least one must be.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateDocumentRequest {
-    /// New status.
-    pub status: Option<String>,
-    /// A JSON Merge Patch (RFC 7396) applied to the stored metadata.
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    /// New status (not `null`).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = schema::DocumentStatusName)]
+    pub status: Option<Option<String>>,
+    /// A JSON Merge Patch (RFC 7396) applied to the stored metadata: `null` members remove (the
+    /// patch itself is not `null`).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = schema::MetadataObject)]
+    pub metadata: Option<Option<Value>>,
     /// A new embedding; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Vec<f32>>)]
-    pub embedding: Option<Option<Vec<f32>>>,
+    #[schema(value_type = Option<schema::EmbeddingValues>)]
+    pub embedding: Option<Option<Vec<f64>>>,
 }
 
 /// `GET /documents` filters.
@@ -112,14 +130,19 @@ pub struct UpdateDocumentRequest {
 #[into_params(parameter_in = Query)]
 pub struct DocumentListQuery {
     /// Only this status.
+    #[param(value_type = Option<schema::DocumentStatusName>)]
     pub status: Option<String>,
     /// Only this uploader.
+    #[param(value_type = Option<uuid::Uuid>)]
     pub user_id: Option<String>,
     /// `exclude` (default), `only` or `include` soft-deleted documents.
+    #[param(value_type = Option<schema::DeletedFilter>)]
     pub deleted: Option<String>,
     /// Rows per page: 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<schema::PageCursor>)]
     pub cursor: Option<String>,
 }
 
@@ -128,6 +151,7 @@ pub struct DocumentListQuery {
 #[into_params(parameter_in = Query)]
 pub struct GetDocumentQuery {
     /// `embedding` to include the embedding.
+    #[param(value_type = Option<schema::DocumentInclude>)]
     pub include: Option<String>,
 }
 
@@ -135,11 +159,15 @@ pub struct GetDocumentQuery {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
-    /// The query embedding: 1024 finite numbers, not all zero.
-    pub embedding: Vec<f32>,
+    /// The query embedding.
+    #[schema(value_type = schema::EmbeddingValues)]
+    pub embedding: Vec<f64>,
     /// 1 to 100, default 10.
+    #[serde(default, deserialize_with = "optional_integer")]
+    #[schema(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The lowest similarity returned, -1 to 1, default 0.7.
+    #[schema(minimum = -1, maximum = 1)]
     pub threshold: Option<f64>,
 }
 
@@ -236,7 +264,7 @@ pub async fn get(
     let id: DocumentId = parse_id(&id)?;
     let with_embedding = match query.include.as_deref() {
         None => false,
-        Some("embedding") => true,
+        Some(INCLUDE_EMBEDDING) => true,
         Some(_) => return Err(ApiError::new(ErrorCode::Val003).with_message("include: only `embedding` is supported")),
     };
     let mut tx = authed.tx;
@@ -256,9 +284,10 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateDocumentRequest>,
 ) -> Result<Json<DocumentResponse>, ApiError> {
     let id: DocumentId = parse_id(&id)?;
-    let status = body.status.as_deref().map(DocumentStatus::parse).transpose()?;
+    let status = not_null("status", body.status)?.as_deref().map(DocumentStatus::parse).transpose()?;
     let embedding = body.embedding.map(|e| e.map(Embedding::parse).transpose()).transpose()?;
-    if let Some(patch) = &body.metadata
+    let patch = not_null("metadata", body.metadata)?;
+    if let Some(patch) = &patch
         && !patch.is_object()
     {
         return Err(ApiError::new(ErrorCode::Val003).with_message("metadata: must be a JSON object (a merge patch)"));
@@ -266,7 +295,7 @@ pub async fn update(
     let mut tx = authed.tx;
     // The merge patch applies to the stored metadata, read in the same transaction (the read is
     // audited as `document.read`, the write as `document.updated`).
-    let metadata = match body.metadata {
+    let metadata = match patch {
         None => None,
         Some(patch) => {
             let mut current = tx.documents().get(id).await?.metadata;

@@ -9,15 +9,17 @@ use serde::Deserialize;
 use super::me::TenantResponse;
 use super::{ListResponse, PageQuery, parse_deleted, parse_id};
 use crate::extract::{ApiJson, ApiQuery, PlatformAuth};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, schema};
 
 /// `POST /platform/tenants`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
-    /// Name (at most 255 characters).
+    /// Name.
+    #[schema(value_type = schema::Text255)]
     pub name: String,
     /// `active` (default), `suspended` or `trial`.
+    #[schema(value_type = Option<schema::TenantStatusName>)]
     pub status: Option<String>,
 }
 
@@ -26,10 +28,13 @@ pub struct CreateTenantRequest {
 #[into_params(parameter_in = Query)]
 pub struct TenantListQuery {
     /// `exclude` (default), `only` or `include` soft-deleted tenants.
+    #[param(value_type = Option<schema::DeletedFilter>)]
     pub deleted: Option<String>,
     /// Rows per page: 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<schema::PageCursor>)]
     pub cursor: Option<String>,
 }
 

@@ -8,9 +8,9 @@ use carevault_db::{Email, UserId, UserRole};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ListResponse, PageQuery, double_option, optional_text, parse_deleted, parse_id};
+use super::{ListResponse, PageQuery, double_option, not_null, optional_text, parse_deleted, parse_id};
 use crate::extract::{Admin, ApiJson, ApiQuery, Authed, Viewer};
-use crate::{ApiError, ErrorCode};
+use crate::{ApiError, ErrorCode, schema};
 
 /// A user.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -56,30 +56,40 @@ impl From<User> for UserResponse {
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// Email, unique among the tenant's active users.
+    #[schema(value_type = schema::EmailAddress)]
     pub email: String,
     /// `admin`, `member` or `viewer`.
+    #[schema(value_type = schema::UserRoleName)]
     pub role: String,
     /// Display name.
+    #[schema(value_type = Option<schema::Text255>)]
     pub full_name: Option<String>,
-    /// The identity provider's `sub`.
+    /// The identity provider's `sub`, unique among the tenant's active users.
+    #[schema(value_type = Option<schema::Text255>)]
     pub external_idp_id: Option<String>,
 }
 
-/// `PATCH /users/{id}`: only the fields present change; `null` clears a nullable one.
+/// `PATCH /users/{id}`: only the fields present change, at least one must be; `null` clears a
+/// nullable one.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateUserRequest {
-    /// New email.
-    pub email: Option<String>,
-    /// New role.
-    pub role: Option<String>,
+    /// New email (not `null`).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = schema::EmailAddress)]
+    pub email: Option<Option<String>>,
+    /// New role (not `null`).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = schema::UserRoleName)]
+    pub role: Option<Option<String>>,
     /// New display name (`null` clears it).
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<schema::Text255>)]
     pub full_name: Option<Option<String>>,
     /// New identity-provider `sub` (`null` clears it).
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<schema::Text255>)]
     pub external_idp_id: Option<Option<String>>,
 }
 
@@ -88,10 +98,13 @@ pub struct UpdateUserRequest {
 #[into_params(parameter_in = Query)]
 pub struct UserListQuery {
     /// `exclude` (default), `only` or `include` soft-deleted users.
+    #[param(value_type = Option<schema::DeletedFilter>)]
     pub deleted: Option<String>,
     /// Rows per page: 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<schema::PageCursor>)]
     pub cursor: Option<String>,
 }
 
@@ -150,8 +163,8 @@ pub async fn update(
 ) -> Result<Json<UserResponse>, ApiError> {
     let id: UserId = parse_id(&id)?;
     let update = UserUpdate {
-        email: body.email.as_deref().map(Email::parse).transpose()?,
-        role: body.role.as_deref().map(UserRole::parse).transpose()?,
+        email: not_null("email", body.email)?.as_deref().map(Email::parse).transpose()?,
+        role: not_null("role", body.role)?.as_deref().map(UserRole::parse).transpose()?,
         full_name: body.full_name.map(|v| optional_text("full_name", v.as_deref(), 255)).transpose()?,
         external_idp_id: body
             .external_idp_id

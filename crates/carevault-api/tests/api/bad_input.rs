@@ -56,6 +56,22 @@ async fn bad_input_is_refused_with_its_code_and_changes_nothing() {
         ("POST", "/api/v1/documents".into(), Some(with(&|b| b["embedding"] = json!(vec![0.1; 1023]))), 422, "VAL_003"),
         ("POST", "/api/v1/documents".into(), Some(with(&|b| b["embedding"] = json!(vec![0.0; 1024]))), 422, "VAL_003"),
         ("POST", "/api/v1/documents".into(), Some(with(&|b| b["embedding"] = json!(vec![1e39; 1024]))), 422, "VAL_003"),
+        // Just outside the documented bounds (pgvector's float32 arithmetic would be wrong there).
+        (
+            "POST",
+            "/api/v1/documents".into(),
+            Some(with(&|b| b["embedding"] = json!(one_value(f64::from_bits(1e15_f64.to_bits() + 1))))),
+            422,
+            "VAL_003",
+        ),
+        (
+            "POST",
+            "/api/v1/documents".into(),
+            Some(with(&|b| b["embedding"] = json!(one_value(9.9e-16)))),
+            422,
+            "VAL_003",
+        ),
+        ("POST", "/api/v1/documents".into(), Some(with(&|b| b["size_bytes"] = json!(10.5))), 400, "VAL_001"),
         (
             "POST",
             "/api/v1/documents".into(),
@@ -83,6 +99,24 @@ async fn bad_input_is_refused_with_its_code_and_changes_nothing() {
         ("GET", "/api/v1/documents?limit=201".into(), None, 422, "VAL_003"),
         ("GET", "/api/v1/documents?limit=abc".into(), None, 422, "VAL_003"),
         ("GET", "/api/v1/documents?cursor=garbage".into(), None, 422, "VAL_003"),
+        ("GET", "/api/v1/documents?cursor=%2B1.0123456789abcdef0123456789abcdef".into(), None, 422, "VAL_003"),
+        // Outside timestamptz (was a 500, found by the schema fuzzer).
+        (
+            "GET",
+            "/api/v1/audit-logs?cursor=-507178960083044105.9ac0dbad3a7e48b040d63a51dd1393ab".into(),
+            None,
+            422,
+            "VAL_003",
+        ),
+        // `null` where the document allows no `null`; an empty change.
+        ("PATCH", format!("/api/v1/documents/{doc}"), Some(json!({"status": null})), 422, "VAL_003"),
+        (
+            "PATCH",
+            format!("/api/v1/documents/{doc}"),
+            Some(json!({"metadata": null, "embedding": null})),
+            422,
+            "VAL_003",
+        ),
         ("GET", "/api/v1/documents?status=bogus".into(), None, 422, "VAL_003"),
         ("GET", "/api/v1/documents?deleted=maybe".into(), None, 422, "VAL_003"),
         ("GET", format!("/api/v1/documents/{doc}?include=everything"), None, 422, "VAL_003"),
@@ -142,4 +176,44 @@ async fn bad_input_is_refused_with_its_code_and_changes_nothing() {
     assert_eq!((after.0, after.1, after.2), (before.0, before.1, before.2), "bad input wrote a row");
     // Failed requests leave no audit row either (lists of nothing are not run at all).
     assert_eq!(after.3, before.3, "bad input wrote an audit row");
+}
+
+/// An embedding that is zero but for one value.
+fn one_value(value: f64) -> Vec<f64> {
+    let mut values = vec![0.0; 1024];
+    values[7] = value;
+    values
+}
+
+/// Values on the accepting side of each rule the OpenAPI document states (`schema.rs`): the
+/// schema fuzzer's boundary cases, kept as regressions.
+#[tokio::test]
+async fn values_at_the_documented_edges_are_accepted() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("Clinic").await;
+    let admin = app.caller(tenant, UserRole::Admin, "admin").await;
+    let create = |edit: &dyn Fn(&mut Value)| {
+        let mut body = document_body("edge.pdf", None);
+        edit(&mut body);
+        app.call("POST", "/api/v1/documents", Some(&admin.token), Some(body))
+    };
+
+    // JSON Schema's integers include `10.0` (found by the fuzzer as a 400).
+    let reply = create(&|b| b["size_bytes"] = json!(10.0)).await;
+    assert_eq!((reply.status, &reply.body["size_bytes"]), (201, &json!(10)), "{}", reply.body);
+    // The bounds themselves, read exactly (serde_json's `float_roundtrip`: its default parser may
+    // be one unit in the last place off, which moved a bound).
+    for value in [1e15, -1e15, 1e-15, -1e-15] {
+        let reply = create(&|b| b["embedding"] = json!(one_value(value))).await;
+        assert_eq!(reply.status, 201, "{value:e}: {}", reply.body);
+    }
+    // Lengths are counted as sent; surrounding whitespace is trimmed, not stored.
+    let reply = create(&|b| b["filename"] = json!(format!(" {} ", "x".repeat(510)))).await;
+    assert_eq!((reply.status, reply.body["filename"].as_str().map(str::len)), (201, Some(510)), "{}", reply.body);
+    let search = json!({"embedding": one_value(1.0), "limit": 5.0, "threshold": -1});
+    let reply = app.call("POST", "/api/v1/documents/search", Some(&admin.token), Some(search)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let user = json!({"email": " Ann.Lee@Clinic.Example\t", "role": "viewer"});
+    let reply = app.call("POST", "/api/v1/users", Some(&admin.token), Some(user)).await;
+    assert_eq!((reply.status, &reply.body["email"]), (201, &json!("ann.lee@clinic.example")), "{}", reply.body);
 }

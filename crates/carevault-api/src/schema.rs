@@ -1,0 +1,223 @@
+//! Request schemas that state the API's validation rules in the OpenAPI document, so that a
+//! client, or a schema-driven fuzzer, can tell a valid request from an invalid one without sending
+//! it.
+//!
+//! The handlers take the fields as sent and parse them with the domain types of carevault-db (so
+//! that a bad value is a 422 naming its field); these types exist only for the document, and each
+//! one names the parser whose rule it states. The rules are stated exactly, not approximately: the
+//! evidence suite's schemathesis run checks both directions (a request the schema allows must be
+//! accepted, ST202; one it forbids must be refused, ST201), and the tests in
+//! `tests/api/schema_rules.rs` check each pattern against the parser on the edge cases.
+
+use std::borrow::Cow;
+
+use carevault_db::{DocumentStatus, Email, Embedding, TenantStatus, UserRole};
+use serde_json::Value;
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
+
+/// The characters `str::trim` removes: Unicode `White_Space`, as `char::is_whitespace`.
+const WHITESPACE: &str = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+/// The characters `char::is_control` refuses: general category `Cc`.
+const CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
+
+/// `BoundedText::parse`: surrounding whitespace, then a non-blank core without control
+/// characters. The escapes mean the same in ECMA-262 (OpenAPI's dialect), Python's `re` (the
+/// fuzzer's) and Rust's `regex`.
+pub fn text_pattern() -> String {
+    format!("^[{WHITESPACE}]*[^{WHITESPACE}{CONTROL}]([^{CONTROL}]*[^{WHITESPACE}{CONTROL}])?[{WHITESPACE}]*$")
+}
+
+/// `Email::parse`: surrounding whitespace, then `local@domain` without whitespace or control
+/// characters, with a dot inside the domain (not first, not last).
+pub fn email_pattern() -> String {
+    let char = format!("[^@{WHITESPACE}{CONTROL}]");
+    let edge = format!("[^@.{WHITESPACE}{CONTROL}]");
+    format!("^[{WHITESPACE}]*{char}+@{edge}{char}*\\.{char}*{edge}[{WHITESPACE}]*$")
+}
+
+/// The list cursor (`handlers::decode_cursor`): microseconds since the epoch (18 digits, or 17
+/// before 1970, so that it stays inside `timestamptz`), a dot, a UUID in 32 lower-case hex digits.
+pub const CURSOR_PATTERN: &str = r"^(-[0-9]{1,17}|[0-9]{1,18})\.[0-9a-f]{32}$";
+
+fn text(max: usize) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(text_pattern()))
+        .description(Some(format!(
+            "At most {max} characters as sent; not blank and without control characters once the \
+             surrounding whitespace is trimmed (it is not stored)."
+        )))
+        .into()
+}
+
+fn names<'a>(values: impl IntoIterator<Item = &'a str>, description: &str) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.into_iter().collect::<Vec<_>>()))
+        .description(Some(description))
+        .into()
+}
+
+/// Declares a schema-only type: a unit struct whose `ToSchema` is the given expression.
+macro_rules! schema_type {
+    ($(#[$doc:meta])* $name:ident => $schema:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                RefOr::T($schema)
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+schema_type!(
+    /// `BoundedText` of at most 100 characters.
+    Text100 => text(100)
+);
+schema_type!(
+    /// `BoundedText` of at most 127 characters.
+    Text127 => text(127)
+);
+schema_type!(
+    /// `BoundedText` of at most 255 characters.
+    Text255 => text(255)
+);
+schema_type!(
+    /// `BoundedText` of at most 512 characters.
+    Text512 => text(512)
+);
+schema_type!(
+    /// `BoundedText` of at most 1024 characters.
+    Text1024 => text(1024)
+);
+schema_type!(
+    /// `Email::parse`.
+    EmailAddress => ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(Email::MAX_CHARS))
+        .pattern(Some(email_pattern()))
+        .description(Some(
+            "`name@example.org`: at most 255 characters as sent, no whitespace or control characters once \
+             trimmed, a dot inside the domain. ASCII letters are stored lower-cased.",
+        ))
+        .into()
+);
+schema_type!(
+    /// `DocumentStatus::parse`.
+    DocumentStatusName => names(DocumentStatus::ALL.iter().map(|s| s.as_str()), "A document's status.")
+);
+schema_type!(
+    /// `UserRole::parse`.
+    UserRoleName => names(UserRole::ALL.iter().map(|r| r.as_str()), "A user's role.")
+);
+schema_type!(
+    /// `TenantStatus::parse`.
+    TenantStatusName => names(TenantStatus::ALL.iter().map(|s| s.as_str()), "A tenant's status.")
+);
+schema_type!(
+    /// `handlers::parse_deleted`.
+    DeletedFilter => names(
+        crate::handlers::DELETED_FILTERS.iter().map(|(name, _)| *name),
+        "Soft-deleted rows: `exclude` (the default), `only` or `include`."
+    )
+);
+schema_type!(
+    /// `GET /documents/{id}?include=`.
+    DocumentInclude => names([crate::handlers::documents::INCLUDE_EMBEDDING], "`embedding` adds the embedding.")
+);
+schema_type!(
+    /// `handlers::decode_cursor`.
+    PageCursor => ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(CURSOR_PATTERN))
+        .description(Some("The `next_cursor` of the previous page."))
+        .into()
+);
+schema_type!(
+    /// `Embedding::parse`. Its "one value of at least 1e-15" rule is a `contains`, which utoipa
+    /// cannot build: see [`add_keywords_utoipa_lacks`].
+    EmbeddingValues => ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .minimum(Some(-Embedding::MAX_MAGNITUDE))
+                .maximum(Some(Embedding::MAX_MAGNITUDE)),
+        )
+        .min_items(Some(carevault_db::EMBEDDING_DIMENSIONS))
+        .max_items(Some(carevault_db::EMBEDDING_DIMENSIONS))
+        .description(Some(
+            "1024 numbers between -1e15 and 1e15, at least one of magnitude 1e-15 or more (pgvector computes \
+             distances in float32: larger values overflow, a vector of only smaller ones underflows).",
+        ))
+        .into()
+);
+schema_type!(
+    /// `Metadata::parse`: an object whose keys and strings have no NUL and whose numbers are below
+    /// 1e300 in magnitude. Its size (64 KiB) and depth (16) limits are in the description only.
+    MetadataObject => ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(no_nul_string()))
+        .additional_properties(Some(Ref::from_schema_name(MetadataValue::name())))
+        .description(Some(
+            "A JSON object of at most 64 KiB and 16 levels; no NUL character in keys or strings, numbers \
+             below 1e300 in magnitude.",
+        ))
+        .into()
+);
+
+/// A value inside metadata (recursive through [`MetadataObject`]).
+#[derive(Debug)]
+pub struct MetadataValue;
+
+impl PartialSchema for MetadataValue {
+    fn schema() -> RefOr<Schema> {
+        let bounded_number = ObjectBuilder::new()
+            .schema_type(Type::Number)
+            .exclusive_minimum(Some(-1e300))
+            .exclusive_maximum(Some(1e300));
+        RefOr::T(
+            AnyOfBuilder::new()
+                .item(no_nul_string())
+                .item(bounded_number)
+                .item(ObjectBuilder::new().schema_type(Type::Boolean))
+                .item(ObjectBuilder::new().schema_type(Type::Null))
+                .item(ArrayBuilder::new().items(Ref::from_schema_name(Self::name())))
+                .item(Ref::from_schema_name(MetadataObject::name()))
+                .into(),
+        )
+    }
+}
+
+impl ToSchema for MetadataValue {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("MetadataValue")
+    }
+}
+
+fn no_nul_string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^[^\x00]*$"))
+}
+
+/// Adds what utoipa's typed schemas cannot hold: the rule of [`EmbeddingValues`] that one value
+/// must reach 1e-15 in magnitude, a `contains` (JSON Schema 2020-12 core §10.3.1.3).
+pub fn add_keywords_utoipa_lacks(document: &mut Value) {
+    let least = Embedding::MIN_LARGEST_MAGNITUDE;
+    if let Some(Value::Object(embedding)) = document.pointer_mut("/components/schemas/EmbeddingValues") {
+        embedding.insert(
+            "contains".into(),
+            serde_json::json!({"anyOf": [
+                {"type": "number", "minimum": least},
+                {"type": "number", "maximum": -least},
+            ]}),
+        );
+    }
+}

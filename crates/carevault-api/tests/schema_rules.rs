@@ -1,0 +1,136 @@
+//! The OpenAPI document states the validation rules exactly: each pattern accepts what the
+//! domain parser accepts and nothing else, and each numeric bound is the parser's own. A pattern
+//! that is too loose makes clients send requests that fail; one that is too strict makes the
+//! schema fuzzer (and clients) believe valid requests are invalid. No database is needed.
+
+use std::sync::LazyLock;
+
+use carevault_api::schema::{email_pattern, text_pattern};
+use carevault_db::{BoundedText, Email, Embedding};
+use proptest::prelude::*;
+use regex::Regex;
+use serde_json::Value;
+
+/// Characters on both sides of every class boundary the patterns draw: whitespace that is and is
+/// not control, control that is not whitespace, Unicode spaces `trim` knows and look-alikes it
+/// does not (U+200B, U+FEFF), and the email's separators.
+const EDGES: &[char] = &[
+    'a',
+    'Z',
+    'é',
+    '@',
+    '.',
+    ' ',
+    '\t',
+    '\n',
+    '\r',
+    '\u{b}',
+    '\u{c}',
+    '\u{0}',
+    '\u{1c}',
+    '\u{1f}',
+    '\u{7f}',
+    '\u{85}',
+    '\u{9f}',
+    '\u{a0}',
+    '\u{1680}',
+    '\u{2000}',
+    '\u{200a}',
+    '\u{200b}',
+    '\u{2028}',
+    '\u{2029}',
+    '\u{202f}',
+    '\u{205f}',
+    '\u{3000}',
+    '\u{feff}',
+    '\u{1f600}',
+];
+
+fn edge_strings() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(EDGES), 0..10).prop_map(|chars| chars.into_iter().collect())
+}
+
+fn compile(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("the pattern compiles as a Rust regex")
+}
+
+static TEXT: LazyLock<Regex> = LazyLock::new(|| compile(&text_pattern()));
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| compile(&email_pattern()));
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn text_pattern_is_bounded_texts_rule(text in edge_strings()) {
+        prop_assert_eq!(TEXT.is_match(&text), BoundedText::parse("field", &text, 100).is_ok(), "{:?}", text);
+    }
+
+    #[test]
+    fn email_pattern_is_emails_rule(local in edge_strings(), domain in edge_strings()) {
+        for email in [format!("{local}@{domain}"), format!("{local}{domain}"), format!("{local}@x.{domain}")] {
+            prop_assert_eq!(EMAIL.is_match(&email), Email::parse(&email).is_ok(), "{:?}", email);
+        }
+    }
+}
+
+#[test]
+fn the_patterns_agree_on_hand_picked_cases() {
+    for (value, valid) in [
+        ("Acme", true),
+        ("  Acme \t\n", true),
+        ("a b", true),
+        ("", false),
+        (" \t ", false),
+        ("a\tb", false),
+        ("\u{1c}a", false),
+        ("a\u{85}", true),
+        ("\u{feff}", true),
+    ] {
+        assert_eq!(TEXT.is_match(value), valid, "{value:?}");
+        assert_eq!(BoundedText::parse("field", value, 100).is_ok(), valid, "{value:?}");
+    }
+    for (value, valid) in [
+        ("ann@x.org", true),
+        (" Ann@X.org\n", true),
+        ("a@b.c", true),
+        ("a@b..c", true),
+        ("a@.b", false),
+        ("a@b.", false),
+        ("a@b", false),
+        ("@b.c", false),
+        ("a@b@c.d", false),
+        ("a b@c.d", false),
+        ("a\u{a0}b@c.d", false),
+    ] {
+        assert_eq!(EMAIL.is_match(value), valid, "{value:?}");
+        assert_eq!(Email::parse(value).is_ok(), valid, "{value:?}");
+    }
+}
+
+#[test]
+fn the_documents_numeric_bounds_are_the_parsers() {
+    let document: Value = serde_json::from_str(&carevault_api::openapi::openapi_json(true)).unwrap();
+    let schemas = &document["components"]["schemas"];
+    let embedding = &schemas["EmbeddingValues"];
+    assert_eq!(embedding["items"]["maximum"].as_f64(), Some(Embedding::MAX_MAGNITUDE));
+    assert_eq!(embedding["items"]["minimum"].as_f64(), Some(-Embedding::MAX_MAGNITUDE));
+    assert_eq!(embedding["minItems"], 1024);
+    assert_eq!(embedding["maxItems"], 1024);
+    let least = &embedding["contains"]["anyOf"];
+    assert_eq!(least[0]["minimum"].as_f64(), Some(Embedding::MIN_LARGEST_MAGNITUDE));
+    assert_eq!(least[1]["maximum"].as_f64(), Some(-Embedding::MIN_LARGEST_MAGNITUDE));
+    let number = &schemas["MetadataValue"]["anyOf"][1];
+    assert_eq!(number["exclusiveMaximum"].as_f64(), Some(1e300));
+    assert_eq!(number["exclusiveMinimum"].as_f64(), Some(-1e300));
+}
+
+#[test]
+fn the_platform_paths_are_documented_only_when_served() {
+    let paths = |with_platform| {
+        let document: Value = serde_json::from_str(&carevault_api::openapi::openapi_json(with_platform)).unwrap();
+        document["paths"].as_object().unwrap().keys().cloned().collect::<Vec<_>>()
+    };
+    assert!(paths(true).iter().any(|p| p.starts_with("/api/v1/platform/")));
+    assert!(!paths(false).iter().any(|p| p.starts_with("/api/v1/platform/")));
+    assert_eq!(paths(true).len() - paths(false).len(), 3);
+}
