@@ -155,7 +155,8 @@ pub async fn get(authed: Authed<Viewer>, Path(id): Path<String>) -> Result<Json<
 
 /// Changes a user (admin; audited `user.updated` with the names of the fields set).
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
-    request_body = UpdateUserRequest, responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+    request_body = UpdateUserRequest, responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 409, description = "the email or identity subject is taken, or the change would remove the caller's own admin access", body = crate::error::ErrorEnvelope)))]
 pub async fn update(
     authed: Authed<Admin>,
     Path(id): Path<String>,
@@ -186,7 +187,8 @@ pub async fn update(
 
 /// Soft-deletes a user (admin; audited `user.deleted`).
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+    responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 409, description = "the caller cannot delete themselves", body = crate::error::ErrorEnvelope)))]
 pub async fn delete(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
     let id: UserId = parse_id(&id)?;
     if id == authed.user.id {
