@@ -2,7 +2,7 @@
 # The evidence suite (issue 5): attack catalogues, schema-driven fuzz, pooling through PgBouncer,
 # faults and load, each bounded in time and cleaning up after itself; renders docs/SECURITY_REPORT.md.
 #
-#   bash scripts/evidence.sh            # about 5 minutes on the 2-core machine (4 min 33 s measured), build excluded
+#   bash scripts/evidence.sh            # about 7 minutes on the 2-core machine (396 s measured), build excluded
 #
 # Needs root for the PgBouncer part only (apt-get install pgbouncer; PgBouncer and PostgreSQL run as
 # the system user `carevault`), wrk (apt-get install wrk), python3 (stdlib) and network access to

@@ -6,8 +6,8 @@
 //! that a bad value is a 422 naming its field); these types exist only for the document, and each
 //! one names the parser whose rule it states. The rules are stated exactly, not approximately: the
 //! evidence suite's schemathesis run checks both directions (a request the schema allows must be
-//! accepted, ST202; one it forbids must be refused, ST201), and the tests in
-//! `tests/api/schema_rules.rs` check each pattern against the parser on the edge cases.
+//! accepted, ST202; one it forbids must be refused, ST201), `tests/schema_rules.rs` checks the
+//! patterns and bounds against the parsers, and `handlers::tests` the cursor pattern.
 
 use std::borrow::Cow;
 

@@ -12,15 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ApiError, ErrorCode};
 
-/// `?limit=&cursor=` of every list.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+/// `?limit=&cursor=` of every list (each list's query struct documents them).
+#[derive(Debug, Default)]
 pub struct PageQuery {
     /// Rows per page: 1 to 200, default 50.
-    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
-    #[param(value_type = Option<crate::schema::PageCursor>)]
     pub cursor: Option<String>,
 }
 
