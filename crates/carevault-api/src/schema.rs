@@ -11,7 +11,10 @@
 
 use std::borrow::Cow;
 
-use carevault_db::{DocumentStatus, Email, Embedding, TenantStatus, UserRole};
+use carevault_db::{
+    BoundedText, DocumentStatus, Email, Embedding, METADATA_MAX_BYTES, METADATA_MAX_DEPTH, METADATA_MAX_NUMBER,
+    TenantStatus, UserRole, ValidationError,
+};
 use serde_json::Value;
 use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::{Ref, RefOr};
@@ -23,8 +26,11 @@ const WHITESPACE: &str = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u202
 const CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
 
 /// `BoundedText::parse`: surrounding whitespace, then a non-blank core without control
-/// characters. The escapes mean the same in ECMA-262 (OpenAPI's dialect), Python's `re` (the
-/// fuzzer's) and Rust's `regex`.
+/// characters. The patterns are read as ECMA-262, JSON Schema's dialect, where `$` is the end of
+/// the string; the escapes used here mean the same in Python's `re` and Rust's `regex`, but
+/// Python's `$` also matches before a final newline (schemathesis generates and validates by the
+/// ECMA reading; here trailing whitespace is allowed anyway, and the tests use Rust's `regex`,
+/// whose `$` is ECMA's).
 pub fn text_pattern() -> String {
     format!("^[{WHITESPACE}]*[^{WHITESPACE}{CONTROL}]([^{CONTROL}]*[^{WHITESPACE}{CONTROL}])?[{WHITESPACE}]*$")
 }
@@ -79,25 +85,42 @@ macro_rules! schema_type {
     };
 }
 
-schema_type!(
-    /// `BoundedText` of at most 100 characters.
-    Text100 => text(100)
+/// Declares a text kind: its schema and its parser share the limit, so they cannot drift apart.
+macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident, $max:literal) => {
+        schema_type!($(#[$doc])* $name => text(Self::MAX));
+
+        impl $name {
+            /// The most characters, as sent.
+            pub const MAX: usize = $max;
+
+            /// `BoundedText::parse` with this limit.
+            pub fn parse(field: &'static str, text: &str) -> Result<BoundedText, ValidationError> {
+                BoundedText::parse(field, text, Self::MAX)
+            }
+        }
+    };
+}
+
+text_type!(
+    /// Text of at most 100 characters (`audit_logs.resource_type`).
+    Text100, 100
 );
-schema_type!(
-    /// `BoundedText` of at most 127 characters.
-    Text127 => text(127)
+text_type!(
+    /// Text of at most 127 characters (`documents.content_type`).
+    Text127, 127
 );
-schema_type!(
-    /// `BoundedText` of at most 255 characters.
-    Text255 => text(255)
+text_type!(
+    /// Text of at most 255 characters (names, buckets, identity subjects, actions).
+    Text255, 255
 );
-schema_type!(
-    /// `BoundedText` of at most 512 characters.
-    Text512 => text(512)
+text_type!(
+    /// Text of at most 512 characters (`documents.filename`).
+    Text512, 512
 );
-schema_type!(
-    /// `BoundedText` of at most 1024 characters.
-    Text1024 => text(1024)
+text_type!(
+    /// Text of at most 1024 characters (`documents.s3_key`).
+    Text1024, 1024
 );
 schema_type!(
     /// `Email::parse`.
@@ -154,10 +177,13 @@ schema_type!(
         )
         .min_items(Some(carevault_db::EMBEDDING_DIMENSIONS))
         .max_items(Some(carevault_db::EMBEDDING_DIMENSIONS))
-        .description(Some(
-            "1024 numbers between -1e15 and 1e15, at least one of magnitude 1e-15 or more (pgvector computes \
-             distances in float32: larger values overflow, a vector of only smaller ones underflows).",
-        ))
+        .description(Some(format!(
+            "{} numbers between -{max:e} and {max:e}, at least one of magnitude {least:e} or more (pgvector \
+             computes distances in float32: larger values overflow, a vector of only smaller ones underflows).",
+            carevault_db::EMBEDDING_DIMENSIONS,
+            max = Embedding::MAX_MAGNITUDE,
+            least = Embedding::MIN_LARGEST_MAGNITUDE,
+        )))
         .into()
 );
 schema_type!(
@@ -167,10 +193,11 @@ schema_type!(
         .schema_type(Type::Object)
         .property_names(Some(no_nul_string()))
         .additional_properties(Some(Ref::from_schema_name(MetadataValue::name())))
-        .description(Some(
-            "A JSON object of at most 64 KiB and 16 levels; no NUL character in keys or strings, numbers \
-             below 1e300 in magnitude.",
-        ))
+        .description(Some(format!(
+            "A JSON object of at most {} KiB and {METADATA_MAX_DEPTH} levels; no NUL character in keys or \
+             strings, numbers below {METADATA_MAX_NUMBER:e} in magnitude.",
+            METADATA_MAX_BYTES / 1024
+        )))
         .into()
 );
 
@@ -182,8 +209,8 @@ impl PartialSchema for MetadataValue {
     fn schema() -> RefOr<Schema> {
         let bounded_number = ObjectBuilder::new()
             .schema_type(Type::Number)
-            .exclusive_minimum(Some(-1e300))
-            .exclusive_maximum(Some(1e300));
+            .exclusive_minimum(Some(-METADATA_MAX_NUMBER))
+            .exclusive_maximum(Some(METADATA_MAX_NUMBER));
         RefOr::T(
             AnyOfBuilder::new()
                 .item(no_nul_string())

@@ -133,4 +133,10 @@ fn the_platform_paths_are_documented_only_when_served() {
     assert!(paths(true).iter().any(|p| p.starts_with("/api/v1/platform/")));
     assert!(!paths(false).iter().any(|p| p.starts_with("/api/v1/platform/")));
     assert_eq!(paths(true).len() - paths(false).len(), 3);
+    // Nothing else of the platform API is left behind.
+    let without = carevault_api::openapi::openapi_json(false);
+    for leftover in ["PLATFORM_API_TOKEN", "CreateTenantRequest", "TenantStatusName", "\"platform\""] {
+        assert!(!without.contains(leftover), "{leftover} is still documented");
+    }
+    assert!(carevault_api::openapi::openapi_json(true).contains("CreateTenantRequest"));
 }

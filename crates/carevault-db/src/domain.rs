@@ -89,8 +89,9 @@ impl TenantId {
 /// Lower-cased so that the unique index on `(tenant_id, email)` treats `Ann@x.org` and
 /// `ann@x.org` as the same person. Only ASCII letters are folded: full Unicode lower-casing can
 /// lengthen an address (`İ` becomes two characters), so the stored address could outgrow the
-/// length that was checked, and the local part of an address is case-sensitive anyway (RFC 5321
-/// §2.4). The rules are stated exactly in the OpenAPI document (`Email`).
+/// length that was checked. Folding is a convention of mail providers, not a rule: RFC 5321 §2.4
+/// lets the local part be case-sensitive, so `Ä@x.org` and `ä@x.org` stay two addresses. The
+/// rules are stated exactly in the OpenAPI document (`EmailAddress`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Email(String);
@@ -299,6 +300,11 @@ impl Embedding {
 pub const METADATA_MAX_BYTES: usize = 64 * 1024;
 /// The deepest nesting of metadata accepted.
 pub const METADATA_MAX_DEPTH: usize = 16;
+/// The magnitude every number in metadata must stay below. jsonb stores numbers as exact decimals
+/// and prints them in full; near f64's limits the printed form no longer reads back as a finite
+/// f64, and every later read of the row fails (found by the schema fuzzer:
+/// 1.7976931348623157e308).
+pub const METADATA_MAX_NUMBER: f64 = 1e300;
 
 /// Document metadata: a JSON object of at most 64 KiB and 16 levels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -321,9 +327,6 @@ impl Metadata {
         if has_nul(&value) {
             return Err(ValidationError::new("metadata", "must not contain the NUL character"));
         }
-        // jsonb stores numbers as exact decimals and prints them in full; near f64's limits the
-        // printed form no longer reads back as a finite f64, and every later read of the row fails
-        // (found by the schema fuzzer: 1.7976931348623157e308).
         if has_huge_number(&value) {
             return Err(ValidationError::new("metadata", "numbers must be below 1e300 in magnitude"));
         }
@@ -343,7 +346,7 @@ impl Metadata {
 
 fn has_huge_number(value: &serde_json::Value) -> bool {
     match value {
-        serde_json::Value::Number(number) => number.as_f64().is_none_or(|n| n.abs() >= 1e300),
+        serde_json::Value::Number(number) => number.as_f64().is_none_or(|n| n.abs() >= METADATA_MAX_NUMBER),
         serde_json::Value::Object(map) => map.values().any(has_huge_number),
         serde_json::Value::Array(items) => items.iter().any(has_huge_number),
         _ => false,

@@ -1,8 +1,8 @@
 //! `GET /audit-logs` (admins).
 
 use axum::Json;
+use carevault_db::UserId;
 use carevault_db::repo::{AuditEntry, AuditFilter};
-use carevault_db::{BoundedText, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -99,11 +99,11 @@ pub async fn list(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<ListResponse<AuditEntryResponse>>, ApiError> {
     let filter = AuditFilter {
-        action: query.action.as_deref().map(|a| BoundedText::parse("action", a, 255)).transpose()?,
+        action: query.action.as_deref().map(|a| schema::Text255::parse("action", a)).transpose()?,
         resource_type: query
             .resource_type
             .as_deref()
-            .map(|r| BoundedText::parse("resource_type", r, 100))
+            .map(|r| schema::Text100::parse("resource_type", r))
             .transpose()?,
         resource_id: query
             .resource_id

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use carevault_db::repo::{Document, DocumentFilter, DocumentUpdate, NewDocument, SearchHit, SearchLimit, Threshold};
-use carevault_db::{BoundedText, DocumentId, DocumentStatus, Embedding, Metadata, UserId};
+use carevault_db::{DocumentId, DocumentStatus, Embedding, Metadata, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -92,7 +92,7 @@ pub struct CreateDocumentRequest {
     pub content_type: Option<String>,
     /// Size in bytes.
     #[serde(default, deserialize_with = "optional_integer")]
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub size_bytes: Option<i64>,
     /// `processing` (default), `completed` or `failed`.
     #[schema(value_type = Option<schema::DocumentStatusName>)]
@@ -218,10 +218,10 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<DocumentResponse>), ApiError> {
     let new = NewDocument {
         user_id: authed.user.id,
-        filename: BoundedText::parse("filename", &body.filename, 512)?,
-        s3_key: BoundedText::parse("s3_key", &body.s3_key, 1024)?,
-        s3_bucket: BoundedText::parse("s3_bucket", &body.s3_bucket, 255)?,
-        content_type: optional_text("content_type", body.content_type.as_deref(), 127)?,
+        filename: schema::Text512::parse("filename", &body.filename)?,
+        s3_key: schema::Text1024::parse("s3_key", &body.s3_key)?,
+        s3_bucket: schema::Text255::parse("s3_bucket", &body.s3_bucket)?,
+        content_type: optional_text("content_type", body.content_type.as_deref(), schema::Text127::MAX)?,
         size_bytes: body.size_bytes,
         status: body.status.as_deref().map(DocumentStatus::parse).transpose()?.unwrap_or(DocumentStatus::Processing),
         metadata: body.metadata.map(Metadata::parse).transpose()?.unwrap_or_else(Metadata::empty),

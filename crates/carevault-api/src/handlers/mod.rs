@@ -187,7 +187,7 @@ mod tests {
             "1.01234567-89ab-cdef-0123-456789abcdef",
             "1234567890123456789.0123456789abcdef0123456789abcdef",
             "-.0123456789abcdef0123456789abcdef",
-            // 29,700 BC: outside timestamptz (was a 500).
+            // About 14,100 BC: outside timestamptz (was a 500).
             "-507178960083044105.9ac0dbad3a7e48b040d63a51dd1393ab",
         ] {
             assert_eq!(decode_cursor(bad).unwrap_err().code, ErrorCode::Val003, "{bad}");

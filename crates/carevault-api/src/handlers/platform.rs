@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use carevault_db::{BoundedText, PlatformTx, TenantId, TenantStatus};
+use carevault_db::{PlatformTx, TenantId, TenantStatus};
 use serde::Deserialize;
 
 use super::me::TenantResponse;
@@ -46,7 +46,7 @@ pub async fn create(
     auth: PlatformAuth,
     ApiJson(body): ApiJson<CreateTenantRequest>,
 ) -> Result<(StatusCode, Json<TenantResponse>), ApiError> {
-    let name = BoundedText::parse("name", &body.name, 255)?;
+    let name = schema::Text255::parse("name", &body.name)?;
     let status = body.status.as_deref().map(TenantStatus::parse).transpose()?.unwrap_or(TenantStatus::Active);
     let mut tx = PlatformTx::begin(&state.inner.platform_pool, auth.context).await?;
     let tenant = tx.tenants().create(name, status).await?;

@@ -118,8 +118,8 @@ pub async fn create(
     let new = NewUser {
         email: Email::parse(&body.email)?,
         role: UserRole::parse(&body.role)?,
-        full_name: optional_text("full_name", body.full_name.as_deref(), 255)?,
-        external_idp_id: optional_text("external_idp_id", body.external_idp_id.as_deref(), 255)?,
+        full_name: optional_text("full_name", body.full_name.as_deref(), schema::Text255::MAX)?,
+        external_idp_id: optional_text("external_idp_id", body.external_idp_id.as_deref(), schema::Text255::MAX)?,
     };
     let mut tx = authed.tx;
     let user = tx.users().create(new).await?;
@@ -166,10 +166,13 @@ pub async fn update(
     let update = UserUpdate {
         email: not_null("email", body.email)?.as_deref().map(Email::parse).transpose()?,
         role: not_null("role", body.role)?.as_deref().map(UserRole::parse).transpose()?,
-        full_name: body.full_name.map(|v| optional_text("full_name", v.as_deref(), 255)).transpose()?,
+        full_name: body
+            .full_name
+            .map(|v| optional_text("full_name", v.as_deref(), schema::Text255::MAX))
+            .transpose()?,
         external_idp_id: body
             .external_idp_id
-            .map(|v| optional_text("external_idp_id", v.as_deref(), 255))
+            .map(|v| optional_text("external_idp_id", v.as_deref(), schema::Text255::MAX))
             .transpose()?,
     };
     // An admin cannot lock themselves out: demoting their own role or changing their own identity

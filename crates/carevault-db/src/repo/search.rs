@@ -126,7 +126,8 @@ pub(crate) enum ScanKind {
 /// A stored vector outside `Embedding`'s bounds (written before them, or by a direct database
 /// writer) can have a NaN distance, and PostgreSQL orders NaN above every number, so
 /// `1 - distance >= $3` alone would return it (found by the schema fuzzer as a `null` distance).
-/// The index scan's threshold is applied in Rust, where a NaN comparison is false.
+/// The index scan's threshold is applied in Rust with `filter`, where a NaN comparison is false
+/// (a `take_while` would also drop the valid rows after a NaN one).
 const EXACT_SCAN: &str = "WITH candidates AS MATERIALIZED ( \
         SELECT id, filename, status, metadata, embedding_vector <=> $2 AS distance \
         FROM documents \
@@ -215,7 +216,7 @@ impl Documents<'_> {
                 .fetch_all(self.tx.conn())
                 .await?;
             if rows.len() == limit.get() as usize {
-                let hits = rows.into_iter().take_while(|h| h.similarity >= threshold.get()).collect();
+                let hits = rows.into_iter().filter(|h| h.similarity >= threshold.get()).collect();
                 return Ok((hits, ScanKind::Index));
             }
             tracing::debug!(found = rows.len(), "index scan came back short; falling back to an exact scan");
