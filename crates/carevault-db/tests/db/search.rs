@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use carevault_db::repo::{SearchHit, SearchLimit, Threshold, actions};
-use carevault_db::{AppPool, DocumentId, Embedding, TenantId, TenantTx, UserRole};
+use carevault_db::{AppPool, DocumentId, Embedding, TenantId, TenantTx, UserId, UserRole};
 use carevault_testdb::TestDb;
 use sqlx::Acquire;
 
@@ -185,6 +185,26 @@ async fn similarity_search_is_exact_complete_and_tenant_scoped() {
     assert!(near.iter().all(|h| h.similarity >= 0.7 && big_ids.contains(&h.id)));
     // Nothing of the small tenant ever appears in the big tenant's results, nor the reverse.
     assert!(near.iter().all(|h| !small_ids.contains(&h.id)));
+
+    // A row with a NaN distance (see `a_stored_vector_with_a_nan_distance_is_never_returned`)
+    // changes nothing in the index scan's answer either.
+    let mut session = app_session(&f.db, Some(f.big)).await;
+    let owner: UserId =
+        sqlx::query_scalar("SELECT user_id FROM documents LIMIT 1").fetch_one(&mut session).await.unwrap();
+    sqlx::query(
+        "INSERT INTO documents (tenant_id, user_id, s3_key, s3_bucket, filename, embedding_vector) \
+         VALUES ($1, $2, 'k', 'b', 'overflow', $3)",
+    )
+    .bind(f.big)
+    .bind(owner)
+    .bind(pgvector::Vector::from(vec![f32::MAX; 1024]))
+    .execute(&mut session)
+    .await
+    .unwrap();
+    let again = search(&f, f.big, &f.centers[3], 10, -1.0).await;
+    assert_eq!(last_scan(&f, f.big).await, "index");
+    let ids = |hits: &[SearchHit]| hits.iter().map(|h| h.id).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&hits));
 }
 
 /// The cosine distance in f64, from the float32 values pgvector stores.
