@@ -4,7 +4,8 @@
 //!
 //! The handlers take the fields as sent and parse them with the domain types of carevault-db (so
 //! that a bad value is a 422 naming its field); these types exist only for the document, and each
-//! one names the parser whose rule it states. The rules are stated exactly, not approximately: the
+//! one names the parser whose rule it states. The rules are stated exactly, not approximately, except
+//! metadata's size and depth, which JSON Schema cannot express and only its description gives: the
 //! evidence suite's schemathesis run checks both directions (a request the schema allows must be
 //! accepted, ST202; one it forbids must be refused, ST201), `tests/schema_rules.rs` checks the
 //! patterns and bounds against the parsers, and `handlers::tests` the cursor pattern.
