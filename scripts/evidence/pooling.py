@@ -240,7 +240,7 @@ def main():
         penv.vars["DB_STATEMENT_CACHE"] = "false"
         RESULTS["notes"].append(
             "Behind PgBouncer 1.18 in transaction mode the server runs with DB_STATEMENT_CACHE=false (unnamed "
-            "statements), as DESIGN §6 requires and docs/POSTGRESQL_TUNING.md documents.")
+            "statements), as docs/POSTGRESQL_TUNING.md documents.")
         try:
             pserve = evlib.Serve(penv, evlib.free_port(), os.path.join(base, "serve-pgbouncer.log")).start(timeout=30)
             case = api_burst(pserve.port, tenants, "pgbouncer")
