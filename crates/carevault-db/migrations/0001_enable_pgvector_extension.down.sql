@@ -1,2 +1,2 @@
--- Never drops the extension: other databases and objects in the cluster may use it (DESIGN §5.1).
+-- Never drops the extension: other databases and objects in the cluster may use it (docs/ARCHITECTURE.md "Roles").
 SELECT 1;

@@ -1,4 +1,4 @@
--- Hardening 1: privileges of the two runtime roles, exactly as DESIGN §5.1. The roles themselves
+-- Hardening 1: privileges of the two runtime roles, exactly as docs/ARCHITECTURE.md "Roles". The roles themselves
 -- are cluster-wide and created by the bootstrap (sql/bootstrap.sql), never by a migration.
 DO $$
 BEGIN

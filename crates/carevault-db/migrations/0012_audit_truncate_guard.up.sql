@@ -1,7 +1,7 @@
 -- Hardening 5: TRUNCATE skips row triggers, which is how the reference's "immutable" audit log was
 -- emptied. The runtime roles hold no TRUNCATE privilege; this statement-level trigger also stops
 -- the owner from doing it by accident (a superuser can still drop the trigger: out of scope,
--- DESIGN §3, until the hash chain makes it detectable).
+-- docs/THREAT_MODEL.md "The owner and the superuser", until the hash chain makes it detectable).
 CREATE FUNCTION prevent_audit_log_truncate() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN
