@@ -22,6 +22,7 @@
 pub mod doctor;
 mod domain;
 mod error;
+pub mod manifest;
 pub mod migrate;
 mod platform_tx;
 mod pool;
@@ -42,3 +43,8 @@ pub use tenant_tx::TenantTx;
 /// `cargo test --doc` and cannot drift from the code.
 #[doc = include_str!("../../../docs/MODEL_USAGE.md")]
 pub mod guide {}
+
+/// The guide `docs/EXTENSION_POINTS.md`, included here so that its manifest example is compiled
+/// and run by `cargo test --doc`.
+#[doc = include_str!("../../../docs/EXTENSION_POINTS.md")]
+pub mod extension_guide {}

@@ -1,14 +1,17 @@
-//! The catalog: roles, privileges and policies are what DESIGN §5.1 says, and the schema does
-//! not change by accident. These tests read the catalog, which needs no superuser.
+//! The catalog: roles, privileges and policies are what the security manifest
+//! (`carevault_db::manifest`) states, read here with queries of their own (the doctor has its
+//! own), and the schema does not change by accident. These tests read the catalog, which needs no
+//! superuser.
 
 use std::collections::BTreeSet;
 
+use carevault_db::manifest::{Manifest, Scope};
 use carevault_testdb::TestDb;
 use sqlx::PgPool;
 
 async fn pool(db: &TestDb) -> PgPool {
     // Catalog reads only; any login works, and the runtime login proves the catalog is readable
-    // by it (doctor will run the same queries).
+    // by it.
     PgPool::connect(&db.app_url()).await.expect("connect")
 }
 
@@ -23,15 +26,11 @@ async fn runtime_roles_are_restricted_and_own_nothing() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(
-        roles,
-        vec![
-            ("carevault_api".into(), false, false, true, false),
-            ("carevault_app".into(), false, false, false, false),
-            ("carevault_ops".into(), false, false, true, false),
-            ("carevault_platform".into(), false, false, false, false),
-        ]
-    );
+    // Not superuser, not BYPASSRLS, NOINHERIT; LOGIN as the manifest says.
+    let mut expected: Vec<(String, bool, bool, bool, bool)> =
+        Manifest::carevault().roles.iter().map(|r| (r.name.to_string(), false, false, r.login, false)).collect();
+    expected.sort();
+    assert_eq!(roles, expected);
     // Each login role is a member of exactly its runtime role, may SET it, inherits nothing.
     let memberships: Vec<(String, String, bool, bool)> = sqlx::query_as(
         "SELECT m.rolname::text, r.rolname::text, a.inherit_option, a.set_option FROM pg_auth_members a \
@@ -42,13 +41,13 @@ async fn runtime_roles_are_restricted_and_own_nothing() {
     .await
     .unwrap();
     let carevault: Vec<_> = memberships.into_iter().filter(|m| m.0.starts_with("carevault_")).collect();
-    assert_eq!(
-        carevault,
-        vec![
-            ("carevault_api".into(), "carevault_app".into(), false, true),
-            ("carevault_ops".into(), "carevault_platform".into(), false, true),
-        ]
-    );
+    let mut expected: Vec<(String, String, bool, bool)> = Manifest::carevault()
+        .roles
+        .iter()
+        .filter_map(|r| r.member_of.map(|runtime| (r.name.to_string(), runtime.to_string(), false, true)))
+        .collect();
+    expected.sort();
+    assert_eq!(carevault, expected);
     let owned: i64 = sqlx::query_scalar(
         "WITH r AS (SELECT oid FROM pg_roles WHERE rolname LIKE 'carevault\\_%') \
          SELECT (SELECT count(*) FROM pg_class WHERE relowner IN (SELECT oid FROM r)) \
@@ -80,27 +79,33 @@ async fn privileges_are_exactly_the_designed_ones() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    let expected: Vec<(String, String, String)> = [
-        ("carevault_app", "_sqlx_migrations", "SELECT"),
-        ("carevault_app", "audit_logs", "INSERT"),
-        ("carevault_app", "audit_logs", "SELECT"),
-        ("carevault_app", "documents", "INSERT"),
-        ("carevault_app", "documents", "SELECT"),
-        ("carevault_app", "documents", "UPDATE"),
-        ("carevault_app", "tenants", "SELECT"),
-        ("carevault_app", "users", "INSERT"),
-        ("carevault_app", "users", "SELECT"),
-        ("carevault_app", "users", "UPDATE"),
-        ("carevault_platform", "audit_logs", "INSERT"),
-        ("carevault_platform", "audit_logs", "SELECT"),
-        ("carevault_platform", "tenants", "INSERT"),
-        ("carevault_platform", "tenants", "SELECT"),
-        ("carevault_platform", "tenants", "UPDATE"),
-    ]
-    .into_iter()
-    .map(|(r, t, p)| (r.to_string(), t.to_string(), p.to_string()))
-    .collect();
+    let manifest = Manifest::carevault();
+    let mut expected: Vec<(String, String, String)> = manifest
+        .grants
+        .iter()
+        .map(|g| {
+            let table = g.relation.strip_prefix("public.").expect("a table of schema public");
+            (g.role.to_string(), table.to_string(), g.privilege.to_string())
+        })
+        .collect();
+    expected.sort();
     assert_eq!(granted, expected);
+
+    // Column grants exactly as stated: no role may set an audit row's id or created_at.
+    for grant in manifest.grants.iter().filter(|g| matches!(g.scope, Scope::Columns(_))) {
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 \
+               AND NOT attisdropped AND has_column_privilege($2::regrole, attrelid, attnum, $3) \
+             ORDER BY attname::text COLLATE \"C\"",
+        )
+        .bind(&grant.relation)
+        .bind(grant.role)
+        .bind(grant.privilege.as_str())
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(Scope::Columns(columns), grant.scope, "{grant:?}");
+    }
 
     let schema_create: Vec<(String, bool)> = sqlx::query_as(
         "SELECT rolname::text, has_schema_privilege(oid, 'public', 'CREATE') FROM pg_roles \
@@ -116,17 +121,6 @@ async fn privileges_are_exactly_the_designed_ones() {
             .await
             .unwrap();
     assert_eq!(definers, 0);
-
-    // No role may set an audit row's id or created_at: only the defaults apply.
-    let pinned: Vec<(String, bool)> = sqlx::query_as(
-        "SELECT r.rolname::text || '.' || col, has_column_privilege(r.oid, 'audit_logs', col, 'INSERT') \
-         FROM pg_roles r CROSS JOIN unnest(ARRAY['id', 'created_at']) AS col \
-         WHERE r.rolname IN ('carevault_app', 'carevault_platform') ORDER BY 1",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert!(pinned.iter().all(|(_, may)| !may), "{pinned:?}");
 }
 
 #[tokio::test]
@@ -144,10 +138,12 @@ async fn every_tenant_table_has_forced_rls_a_guard_and_a_policy_per_granted_comm
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(
-        tables.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(),
-        ["audit_logs", "documents", "tenants", "users"]
-    );
+    let stated: Vec<String> = Manifest::carevault()
+        .tenant_tables
+        .iter()
+        .map(|t| t.name.strip_prefix("public.").expect("a table of schema public").to_string())
+        .collect();
+    assert_eq!(tables.iter().map(|t| t.0.clone()).collect::<Vec<_>>(), stated);
     assert!(tables.iter().all(|t| t.1 && t.2), "RLS enabled and forced: {tables:?}");
 
     for (table, _, _) in &tables {
@@ -192,26 +188,86 @@ async fn every_tenant_table_has_forced_rls_a_guard_and_a_policy_per_granted_comm
 }
 
 #[tokio::test]
-async fn policies_read_the_tenant_setting_once_per_query() {
+async fn policies_call_the_tenant_function_once_per_query() {
     let db = TestDb::new().await;
     let pool = pool(&db).await;
     let expressions: Vec<String> = sqlx::query_scalar(
-        "SELECT coalesce(qual, with_check) FROM pg_policies \
-         WHERE schemaname = 'public' AND 'carevault_app' = ANY (roles)",
+        "SELECT e FROM pg_policies CROSS JOIN unnest(ARRAY[qual, with_check]) AS e \
+         WHERE schemaname = 'public' AND 'carevault_app' = ANY (roles) AND e IS NOT NULL",
     )
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert!(!expressions.is_empty());
+    let stated = Manifest::carevault()
+        .policies
+        .iter()
+        .filter(|p| p.roles == ["carevault_app"])
+        .map(|p| usize::from(p.using.is_some()) + usize::from(p.with_check.is_some()))
+        .sum::<usize>();
+    assert_eq!(expressions.len(), stated, "{expressions:?}");
     for expression in &expressions {
-        // A sub-select becomes an InitPlan evaluated once; nullif guards the '' left behind by an
-        // ended transaction.
+        // A sub-select becomes an InitPlan evaluated once per statement, not once per row.
         assert!(
-            expression
-                .contains("( SELECT (NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text))::uuid"),
+            expression.contains("= ( SELECT carevault_current_tenant() AS carevault_current_tenant))"),
             "{expression}"
         );
     }
+    // The plan of a tenant's scan: the tenant is an InitPlan's parameter, and nothing calls the
+    // function per row.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('role', 'carevault_app', true), set_config('app.current_tenant_id', $1, true)")
+        .bind(carevault_db::TenantId::SYSTEM.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::raw_sql("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let plan: Vec<String> =
+        sqlx::query_scalar("EXPLAIN (VERBOSE) SELECT id FROM documents").fetch_all(&mut *tx).await.unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("Filter: (documents.tenant_id = (InitPlan 1).col1)"), "{plan}");
+    // The function is inlined (a SQL-standard body): its expression appears once, in the InitPlan.
+    assert_eq!(plan.matches("current_setting('app.current_tenant_id'").count(), 1, "{plan}");
+    assert!(plan.contains("InitPlan 1\n"), "{plan}");
+    // STABLE: a cached generic plan re-reads it on every execution.
+    let volatility: String = sqlx::query_scalar(
+        "SELECT provolatile::text FROM pg_proc WHERE oid = 'carevault_current_tenant()'::regprocedure",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(volatility, "s");
+}
+
+#[tokio::test]
+async fn the_tenant_function_ignores_a_hostile_search_path() {
+    let db = TestDb::new().await;
+    let pool = pool(&db).await;
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('role', 'carevault_app', true), set_config('app.current_tenant_id', $1, true)")
+        .bind(carevault_db::TenantId::SYSTEM.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    // pg_temp is searched first for types: a temporary table named uuid shadows the type uuid for
+    // anything parsed now...
+    sqlx::query("CREATE TEMPORARY TABLE uuid (x text)").execute(&mut *tx).await.unwrap();
+    sqlx::query("SAVEPOINT shadowed").execute(&mut *tx).await.unwrap();
+    let shadowed =
+        sqlx::query("SELECT nullif(current_setting('app.current_tenant_id', true), '')::uuid").execute(&mut *tx).await;
+    assert!(shadowed.is_err(), "the cast was not shadowed: the test proves nothing");
+    sqlx::query("ROLLBACK TO SAVEPOINT shadowed").execute(&mut *tx).await.unwrap();
+    // ...but not the function's body, parsed when it was created, nor the policies.
+    let (tenant, kind): (uuid::Uuid, String) =
+        sqlx::query_as("SELECT carevault_current_tenant(), pg_typeof(carevault_current_tenant())::text")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!((tenant, kind.as_str()), (carevault_db::TenantId::SYSTEM.as_uuid(), "pg_catalog.uuid"));
+    let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(visible, 1);
 }
 
 /// A text dump of the schema: an accidental change (a dropped index, a loosened policy, a column

@@ -8,6 +8,8 @@
 //!   migration run and checked.
 //! - `docs/RLS_PATTERNS.md`: the pitfalls no other test demonstrates.
 
+use carevault_db::doctor::{self, DoctorContext, Status};
+use carevault_db::manifest::{Manifest, Privilege, Trigger, TriggerType};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -18,9 +20,9 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::fixtures::{TwoTenants, app_session, as_user, document, message, sqlstate, two_tenants};
 
-/// How `pg_policies` prints `(SELECT nullif(current_setting('app.current_tenant_id', true), '')::uuid)`.
-const CURRENT_TENANT_CATALOG: &str =
-    "( SELECT (NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text))::uuid AS \"nullif\")";
+/// How `pg_policies` prints `(SELECT carevault_current_tenant())`, the manifest's tenant
+/// sub-select.
+const CURRENT_TENANT_CATALOG: &str = "( SELECT carevault_current_tenant() AS carevault_current_tenant)";
 /// The abbreviation `docs/DATABASE_SCHEMA.md` uses for it.
 const CURRENT_TENANT_DOC: &str = "current_tenant";
 
@@ -395,7 +397,7 @@ async fn the_checklist_test_catches_each_omission() {
              body text);
          ALTER TABLE bad_notes ENABLE ROW LEVEL SECURITY;
          CREATE POLICY read_all ON bad_notes FOR SELECT TO carevault_app USING (true);
-         CREATE POLICY everyone ON bad_notes FOR SELECT USING (tenant_id = (SELECT nullif(current_setting('app.current_tenant_id', true), '')::uuid));
+         CREATE POLICY everyone ON bad_notes FOR SELECT USING (tenant_id = (SELECT carevault_current_tenant()));
          GRANT SELECT, INSERT, DELETE, TRUNCATE ON bad_notes TO carevault_app;
          GRANT UPDATE (body) ON bad_notes TO carevault_app;
          DROP POLICY tenant_guard ON documents;",
@@ -435,14 +437,34 @@ fn sql_block(text: &str, path: &str) -> String {
 #[tokio::test]
 async fn the_extension_points_example_migration_passes_the_checklist_and_isolates() {
     let text = doc("EXTENSION_POINTS.md");
-    let up = sql_block(&text, "migrations/0015_create_notes.up.sql");
-    let down = sql_block(&text, "migrations/0015_create_notes.down.sql");
+    let up = sql_block(&text, "migrations/0016_create_notes.up.sql");
+    let down = sql_block(&text, "migrations/0016_create_notes.down.sql");
     let db = TestDb::new().await;
     let owner = db.owner_pool().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(up)).execute(&owner).await.unwrap();
     let pool = catalog_pool(&db).await;
     let problems = tenant_table_problems(&pool).await;
     assert!(problems.is_empty(), "{problems:#?}");
+
+    // The doctor with the document's manifest: every check passes; without the table in the
+    // manifest, it fails.
+    let notes_trigger =
+        |name, function| Trigger { table: "public.notes", name, tgtype: TriggerType::BEFORE_UPDATE_ROW, function };
+    let manifest = Manifest::carevault()
+        .with_tenant_table("public.notes", &[Privilege::Select, Privilege::Insert, Privilege::Update])
+        .with_trigger(notes_trigger("notes_keys_immutable", "public.prevent_tenant_key_change"))
+        .with_trigger(notes_trigger("notes_set_updated_at", "public.set_updated_at"));
+    let context = DoctorContext {
+        environment: carevault_db::Environment::Production,
+        app_login: Some("carevault_api".into()),
+        ops_login: Some("carevault_ops".into()),
+    };
+    let checks = doctor::run_with(&owner, &context, &manifest).await.unwrap();
+    let not_passing: Vec<_> = checks.iter().filter(|c| c.status != Status::Pass).collect();
+    assert!(not_passing.is_empty(), "{not_passing:#?}");
+    let checks = doctor::run(&owner, &context).await.unwrap();
+    let failing: Vec<&str> = checks.iter().filter(|c| c.status == Status::Fail).map(|c| c.name).collect();
+    assert_eq!(failing, ["row_level_security", "policies", "tenant_guard", "privileges"], "{checks:#?}");
 
     // The new table isolates tenants as the runtime role, including through its foreign keys.
     let TwoTenants { pool: app, a, b, alice, bob } = two_tenants(&db, UserRole::Member).await;

@@ -6,13 +6,12 @@
 //! alters a role's attributes or memberships. Sabotage is per database (grants, policies,
 //! triggers, ...).
 
-use std::collections::BTreeSet;
-
 use carevault_db::doctor::{
-    self, CHECK_NAMES, Check, DoctorContext, Environment, IndexFacts, LoginFacts, LoginRolesFacts, MigrationFacts,
-    PgvectorFacts, PolicyFacts, PrivilegeFacts, RoleFacts, SecurityDefinerFacts, ServerFacts, Status,
-    SystemTenantFacts, TenantTableFacts, TlsFacts, TriggerFacts, ViewFacts,
+    self, CHECK_NAMES, Check, DoctorContext, Environment, FunctionFacts, HeldPrivilege, IndexFacts, LoginFacts,
+    LoginRolesFacts, MigrationFacts, PgvectorFacts, PolicyFacts, PrivilegeFacts, RoleFacts, SecurityDefinerFacts,
+    ServerFacts, Status, SystemTenantFacts, TenantTableFacts, TlsFacts, TriggerFacts, ViewFacts,
 };
+use carevault_db::manifest::{Command, Manifest, Privilege};
 use carevault_testdb::TestDb;
 
 /// The server's logins as the embedded default and a good deployment have them.
@@ -127,6 +126,133 @@ async fn a_widened_isolation_policy_fails_policies() {
         "policies",
     );
     assert!(check.message.contains("user_isolation_policy"), "{check:?}");
+}
+
+#[tokio::test]
+async fn a_policy_widened_with_or_true_fails_naming_it_and_its_expression() {
+    // What the substring comparison of the past let through: the expression still mentions the
+    // tenant, yet lets every row through.
+    let checks = doctor_after(
+        "ALTER POLICY document_isolation_policy ON documents \
+             USING (true OR tenant_id = (SELECT carevault_current_tenant())) \
+             WITH CHECK (tenant_id = (SELECT carevault_current_tenant()) OR true); \
+         ALTER POLICY tenant_guard ON documents USING (tenant_id = (SELECT carevault_current_tenant()) OR true)",
+    )
+    .await;
+    let failing: Vec<&str> = checks.iter().filter(|c| c.status != Status::Pass).map(|c| c.name).collect();
+    assert_eq!(failing, ["policies", "tenant_guard"], "{}", describe(&checks));
+    let policies = checks.iter().find(|c| c.name == "policies").unwrap();
+    assert!(policies.message.contains("document_isolation_policy on public.documents has USING"), "{policies:?}");
+    assert!(policies.message.contains("has WITH CHECK"), "{policies:?}");
+    assert!(policies.message.contains("true"), "{policies:?}");
+    let fix = policies.fix.as_deref().unwrap();
+    assert!(
+        fix.contains(
+            "CREATE POLICY document_isolation_policy ON public.documents AS PERMISSIVE FOR ALL TO carevault_app \
+             USING (tenant_id = (SELECT carevault_current_tenant()))"
+        ),
+        "{fix}"
+    );
+    let guard = checks.iter().find(|c| c.name == "tenant_guard").unwrap();
+    assert!(guard.message.contains("tenant_guard on public.documents has USING"), "{guard:?}");
+}
+
+#[tokio::test]
+async fn a_policy_read_from_the_raw_setting_fails() {
+    // Equivalent today, but it bypasses the one tenant function the verified context will change.
+    let check = only_failing(
+        &doctor_after(
+            "ALTER POLICY user_isolation_policy ON users \
+                 USING (tenant_id = (SELECT nullif(current_setting('app.current_tenant_id', true), '')::uuid))",
+        )
+        .await,
+        "policies",
+    );
+    assert!(check.message.contains("user_isolation_policy on public.users has USING"), "{check:?}");
+}
+
+#[tokio::test]
+async fn a_policy_the_manifest_does_not_state_fails() {
+    let check = only_failing(
+        &doctor_after("CREATE POLICY read_more ON documents FOR SELECT TO carevault_app USING (true)").await,
+        "policies",
+    );
+    assert!(check.message.contains("permissive policy read_more on public.documents is not in the security manifest"));
+    assert_eq!(check.fix.as_deref(), Some("DROP POLICY read_more ON public.documents;"));
+}
+
+#[tokio::test]
+async fn a_tenant_table_outside_the_manifest_fails() {
+    let check = only_failing(
+        &doctor_after(
+            "CREATE TABLE notes (id uuid PRIMARY KEY, tenant_id uuid NOT NULL); \
+             ALTER TABLE notes ENABLE ROW LEVEL SECURITY; ALTER TABLE notes FORCE ROW LEVEL SECURITY",
+        )
+        .await,
+        "row_level_security",
+    );
+    assert!(check.message.contains("public.notes has a tenant_id column but is not in the security manifest"));
+    assert!(check.fix.unwrap().contains("docs/EXTENSION_POINTS.md"));
+}
+
+#[tokio::test]
+async fn a_rewritten_trigger_function_fails_functions() {
+    let check = only_failing(
+        &doctor_after(
+            "CREATE OR REPLACE FUNCTION prevent_audit_log_modification() RETURNS trigger \
+             LANGUAGE plpgsql SET search_path = pg_catalog AS $$ BEGIN RETURN NEW; END $$",
+        )
+        .await,
+        "functions",
+    );
+    assert!(check.message.contains("public.prevent_audit_log_modification() has a different body"), "{check:?}");
+}
+
+#[tokio::test]
+async fn a_replaced_tenant_function_fails_functions() {
+    let check = only_failing(
+        &doctor_after(
+            "CREATE OR REPLACE FUNCTION carevault_current_tenant() RETURNS uuid LANGUAGE sql STABLE PARALLEL SAFE \
+             RETURN coalesce(nullif(current_setting('app.current_tenant_id', true), ''), \
+                             '00000000-0000-0000-0000-000000000000')::uuid",
+        )
+        .await,
+        "functions",
+    );
+    assert!(check.message.contains("public.carevault_current_tenant() has a different body"), "{check:?}");
+}
+
+#[tokio::test]
+async fn execute_on_the_tenant_function_for_the_login_role_fails_functions() {
+    let check = only_failing(
+        &doctor_after("GRANT EXECUTE ON FUNCTION carevault_current_tenant() TO carevault_api").await,
+        "functions",
+    );
+    assert!(check.message.contains("is executable by [carevault_api, carevault_app]"), "{check:?}");
+}
+
+#[tokio::test]
+async fn a_trigger_the_manifest_does_not_state_fails_row_triggers() {
+    let check = only_failing(
+        &doctor_after("CREATE TRIGGER touch AFTER INSERT ON documents FOR EACH ROW EXECUTE FUNCTION set_updated_at()")
+            .await,
+        "row_triggers",
+    );
+    assert!(check.message.contains("trigger touch on public.documents"), "{check:?}");
+    assert_eq!(check.fix.as_deref(), Some("DROP TRIGGER touch ON public.documents;"));
+}
+
+#[tokio::test]
+async fn a_dropped_updated_at_trigger_fails_row_triggers() {
+    let check = only_failing(&doctor_after("DROP TRIGGER users_set_updated_at ON users").await, "row_triggers");
+    assert!(check.fix.unwrap().contains("CREATE TRIGGER users_set_updated_at BEFORE UPDATE ON public.users"));
+}
+
+#[tokio::test]
+async fn a_widened_column_grant_fails_privileges() {
+    let check =
+        only_failing(&doctor_after("GRANT UPDATE (tenant_id) ON audit_logs TO carevault_platform").await, "privileges");
+    assert!(check.message.contains("carevault_platform has UPDATE on public.audit_logs"), "{check:?}");
 }
 
 #[tokio::test]
@@ -294,6 +420,28 @@ async fn an_edited_migration_fails_migrations() {
         "migrations",
     );
     assert!(check.message.contains("checksum"), "{check:?}");
+}
+
+#[tokio::test]
+async fn a_database_migrated_before_the_comment_only_edits_still_migrates_and_passes() {
+    // The checksums sqlx recorded for migrations 8 and 12 as released, before their comments
+    // stopped citing a document outside the repository.
+    const RELEASED: &str = "UPDATE _sqlx_migrations SET checksum = decode(CASE version \
+        WHEN 8 THEN '8a22bfdfd543f809b09e0a961c7ef950c53abd59564c4830b626b1ad98b50ef70eb331d08d1e488bb020930706466542' \
+        WHEN 12 THEN 'ee74dcc36840d62beab0d6ea3dafdea1d9c274e7e8021d539cf5bb1e58c70b11d22d2f65a86c815f86510eb188ab6f8a' \
+        END, 'hex') WHERE version IN (8, 12)";
+    let db = TestDb::new().await;
+    let owner = db.owner_pool().await;
+    sqlx::raw_sql(RELEASED).execute(&owner).await.unwrap();
+    let checks = doctor::run(&owner, &ctx()).await.unwrap();
+    assert!(checks.iter().all(|c| c.status == Status::Pass), "{}", describe(&checks));
+    carevault_db::migrate::up(&owner).await.unwrap();
+    let (statuses, dirty) = carevault_db::migrate::status(&owner).await.unwrap();
+    assert!(dirty.is_none() && statuses.iter().all(|s| s.applied && !s.checksum_mismatch), "{statuses:?}");
+    let recorded: Vec<u8> =
+        sqlx::query_scalar("SELECT checksum FROM _sqlx_migrations WHERE version = 8").fetch_one(&owner).await.unwrap();
+    let current = carevault_db::migrate::MIGRATOR.iter().find(|m| m.version == 8).unwrap();
+    assert_eq!(recorded, current.checksum.as_ref(), "migrate up records today's checksum");
 }
 
 #[tokio::test]
@@ -501,56 +649,78 @@ fn with_role(change: impl Fn(&mut RoleFacts)) -> Vec<RoleFacts> {
 
 #[test]
 fn runtime_roles() {
-    assert_eq!(doctor::evaluate_runtime_roles(&designed_roles(), "owner").status, Status::Pass);
+    assert_eq!(doctor::evaluate_runtime_roles(&designed_roles(), "owner", &manifest()).status, Status::Pass);
 
-    let check = doctor::evaluate_runtime_roles(&with_role(|r| r.superuser = true), "owner");
+    let check = doctor::evaluate_runtime_roles(&with_role(|r| r.superuser = true), "owner", &manifest());
     assert_eq!(check.status, Status::Fail);
     assert!(check.message.contains("carevault_app is SUPERUSER"), "{check:?}");
     assert!(check.fix.unwrap().contains("ALTER ROLE carevault_app NOLOGIN NOSUPERUSER NOBYPASSRLS"));
 
-    let check = doctor::evaluate_runtime_roles(&with_role(|r| r.bypass_rls = true), "owner");
+    let check = doctor::evaluate_runtime_roles(&with_role(|r| r.bypass_rls = true), "owner", &manifest());
     assert_eq!(check.status, Status::Fail);
     assert!(check.message.contains("BYPASSRLS"), "{check:?}");
 
-    let check = doctor::evaluate_runtime_roles(&with_role(|r| r.owns = vec!["table documents".into()]), "owner");
+    let check =
+        doctor::evaluate_runtime_roles(&with_role(|r| r.owns = vec!["table documents".into()]), "owner", &manifest());
     assert_eq!(check.status, Status::Fail);
     assert!(check.message.contains("carevault_app owns table documents"), "{check:?}");
     assert!(check.fix.unwrap().contains("REASSIGN OWNED BY carevault_app TO owner;"));
 
-    let check = doctor::evaluate_runtime_roles(&with_role(|r| r.member_of = vec!["pg_read_all_data".into()]), "o");
+    let check =
+        doctor::evaluate_runtime_roles(&with_role(|r| r.member_of = vec!["pg_read_all_data".into()]), "o", &manifest());
     assert_eq!(check.status, Status::Fail);
     assert_eq!(check.fix.as_deref(), Some("REVOKE pg_read_all_data FROM carevault_app;"));
 
-    let check = doctor::evaluate_runtime_roles(&with_role(|r| r.can_login = true), "owner");
+    let check = doctor::evaluate_runtime_roles(&with_role(|r| r.can_login = true), "owner", &manifest());
     assert_eq!(check.status, Status::Fail);
 
     // A login role with BYPASSRLS, or the runtime role missing.
     let mut roles = designed_roles();
     roles[0].bypass_rls = true;
-    assert_eq!(doctor::evaluate_runtime_roles(&roles, "owner").status, Status::Fail);
+    assert_eq!(doctor::evaluate_runtime_roles(&roles, "owner", &manifest()).status, Status::Fail);
     let without_platform: Vec<RoleFacts> =
         designed_roles().into_iter().filter(|r| r.name != "carevault_platform").collect();
-    assert_eq!(doctor::evaluate_runtime_roles(&without_platform, "owner").status, Status::Fail);
+    assert_eq!(doctor::evaluate_runtime_roles(&without_platform, "owner", &manifest()).status, Status::Fail);
 }
 
 #[test]
 fn privileges() {
-    let designed: BTreeSet<(String, String, String)> =
-        doctor::DESIGNED_PRIVILEGES.iter().map(|(r, t, p)| (r.to_string(), t.to_string(), p.to_string())).collect();
-    let facts = PrivilegeFacts { granted: designed, database: "carevault".into(), ..PrivilegeFacts::default() };
-    assert_eq!(doctor::evaluate_privileges(&facts).status, Status::Pass);
-    let create = PrivilegeFacts { database_create: vec!["carevault_app".into()], ..facts };
-    let check = doctor::evaluate_privileges(&create);
+    let manifest = manifest();
+    let held: Vec<HeldPrivilege> = manifest
+        .grants
+        .iter()
+        .map(|g| HeldPrivilege {
+            role: g.role.into(),
+            relation: g.relation.clone(),
+            privilege: g.privilege,
+            scope: g.scope.clone(),
+        })
+        .collect();
+    let facts = PrivilegeFacts { held, database: "carevault".into(), ..PrivilegeFacts::default() };
+    assert_eq!(doctor::evaluate_privileges(&facts, &manifest).status, Status::Pass);
+    let create = PrivilegeFacts { database_create: vec!["carevault_app".into()], ..facts.clone() };
+    let check = doctor::evaluate_privileges(&create, &manifest);
     assert_eq!(check.status, Status::Fail);
     assert_eq!(check.fix.as_deref(), Some("REVOKE CREATE ON DATABASE carevault FROM carevault_app, PUBLIC;"));
+    // A column grant turned into a table grant.
+    let mut widened = facts;
+    let insert = widened
+        .held
+        .iter_mut()
+        .find(|h| h.role == "carevault_app" && h.relation == "public.audit_logs" && h.privilege == Privilege::Insert)
+        .unwrap();
+    insert.scope = carevault_db::manifest::Scope::Table;
+    let check = doctor::evaluate_privileges(&widened, &manifest);
+    assert_eq!(check.status, Status::Fail);
+    assert!(check.message.contains("carevault_app has INSERT on all of public.audit_logs"), "{check:?}");
 }
 
 #[test]
 fn security_definer_functions() {
     let exposed = SecurityDefinerFacts { function: "public.f()".into(), executable_by: vec!["carevault_app".into()] };
-    assert_eq!(doctor::evaluate_security_definer(std::slice::from_ref(&exposed)).status, Status::Fail);
+    assert_eq!(doctor::evaluate_security_definer(std::slice::from_ref(&exposed), &manifest()).status, Status::Fail);
     let private = SecurityDefinerFacts { executable_by: vec![], ..exposed };
-    assert_eq!(doctor::evaluate_security_definer(&[private]).status, Status::Pass);
+    assert_eq!(doctor::evaluate_security_definer(&[private], &manifest()).status, Status::Pass);
 }
 
 #[test]
@@ -579,51 +749,100 @@ fn vector_index() {
     assert_eq!(doctor::evaluate_vector_index(&IndexFacts { valid: false, ..good }).status, Status::Fail);
 }
 
-#[test]
-fn audit_triggers() {
-    let trigger = |name: &str, enabled: &str, tgtype: i16, function: &str| TriggerFacts {
-        name: name.into(),
-        enabled: enabled.into(),
-        tgtype,
-        function: function.into(),
-        raises: true,
-    };
-    let designed = vec![
-        trigger("prevent_audit_log_delete", "O", 1 | 2 | 8, "prevent_audit_log_modification"),
-        trigger("prevent_audit_log_truncate", "O", 2 | 32, "prevent_audit_log_truncate"),
-        trigger("prevent_audit_log_update", "O", 1 | 2 | 16, "prevent_audit_log_modification"),
-    ];
-    assert_eq!(doctor::evaluate_audit_triggers(&designed).status, Status::Pass);
-    assert_eq!(doctor::evaluate_truncate_guard(&designed).status, Status::Pass);
-    // Replica-only triggers do not fire in normal sessions.
-    let mut replica = designed.clone();
-    replica[2].enabled = "R".into();
-    assert_eq!(doctor::evaluate_audit_triggers(&replica).status, Status::Fail);
-    // A trigger whose function was replaced by one that lets the change through.
-    let mut defanged = designed.clone();
-    defanged[1].raises = false;
-    assert_eq!(doctor::evaluate_truncate_guard(&defanged).status, Status::Fail);
-    // An AFTER trigger cannot stop anything already done... and is not the designed one.
-    let mut after = designed;
-    after[0].tgtype = 1 | 8;
-    assert_eq!(doctor::evaluate_audit_triggers(&after).status, Status::Fail);
+fn manifest() -> Manifest {
+    Manifest::carevault()
+}
+
+/// The triggers as the manifest states them.
+fn designed_triggers() -> Vec<TriggerFacts> {
+    manifest()
+        .triggers
+        .iter()
+        .map(|t| TriggerFacts {
+            table: t.table.into(),
+            name: t.name.into(),
+            enabled: "O".into(),
+            tgtype: t.tgtype.0,
+            function: t.function.into(),
+            extension_function: false,
+        })
+        .collect()
 }
 
 #[test]
-fn a_new_tenant_table_needs_forced_rls_and_the_guard() {
-    let guard = PolicyFacts {
-        name: "tenant_guard".into(),
-        permissive: false,
-        command: "ALL".into(),
-        roles: vec!["carevault_app".into()],
-        using: Some(
-            "(tenant_id = ( SELECT (NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text))::uuid))"
-                .into(),
-        ),
-        with_check: Some(
-            "(tenant_id = ( SELECT (NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text))::uuid))"
-                .into(),
-        ),
+fn triggers() {
+    let manifest = manifest();
+    let designed = designed_triggers();
+    assert_eq!(doctor::evaluate_audit_triggers(&designed, &manifest).status, Status::Pass);
+    assert_eq!(doctor::evaluate_truncate_guard(&designed, &manifest).status, Status::Pass);
+    assert_eq!(doctor::evaluate_row_triggers(&designed, &manifest).status, Status::Pass);
+    let index = |name: &str| designed.iter().position(|t| t.name == name).unwrap();
+    // Replica-only triggers do not fire in normal sessions.
+    let mut replica = designed.clone();
+    replica[index("prevent_audit_log_update")].enabled = "R".into();
+    assert_eq!(doctor::evaluate_audit_triggers(&replica, &manifest).status, Status::Fail);
+    // An AFTER trigger cannot stop anything already done... and is not the designed one.
+    let mut after = designed.clone();
+    after[index("prevent_audit_log_delete")].tgtype = 1 | 8;
+    assert_eq!(doctor::evaluate_audit_triggers(&after, &manifest).status, Status::Fail);
+    // The truncate guard running another function.
+    let mut other = designed.clone();
+    other[index("prevent_audit_log_truncate")].function = "public.set_updated_at".into();
+    assert_eq!(doctor::evaluate_truncate_guard(&other, &manifest).status, Status::Fail);
+    // A trigger the manifest does not state fails, unless an extension owns its function.
+    let mut extra = designed.clone();
+    extra.push(TriggerFacts { name: "copy_rows".into(), function: "public.copy_rows".into(), ..designed[0].clone() });
+    let check = doctor::evaluate_row_triggers(&extra, &manifest);
+    assert_eq!(check.status, Status::Fail);
+    assert!(check.message.contains("copy_rows"), "{check:?}");
+    extra.last_mut().unwrap().extension_function = true;
+    assert_eq!(doctor::evaluate_row_triggers(&extra, &manifest).status, Status::Pass);
+}
+
+#[test]
+fn functions() {
+    let manifest = manifest();
+    let designed: Vec<FunctionFacts> = manifest
+        .functions
+        .iter()
+        .map(|f| FunctionFacts {
+            signature: f.signature.into(),
+            exists: true,
+            language: f.language.into(),
+            volatility: f.volatility.to_string(),
+            security_definer: f.security_definer,
+            config: f.config.iter().map(|c| c.to_string()).collect(),
+            executable_by: f.executable_by.iter().map(|r| r.to_string()).collect(),
+            fingerprint: f.fingerprint.into(),
+        })
+        .collect();
+    assert_eq!(doctor::evaluate_functions(&designed, &manifest).status, Status::Pass);
+    for change in [
+        (|f: &mut FunctionFacts| f.fingerprint = "0".repeat(64)) as fn(&mut FunctionFacts),
+        |f| f.security_definer = true,
+        |f| f.config.clear(),
+        |f| f.executable_by.push("carevault_api".into()),
+        |f| f.exists = false,
+        |f| f.volatility = "i".into(),
+    ] {
+        let mut changed = designed.clone();
+        change(&mut changed[1]);
+        let check = doctor::evaluate_functions(&changed, &manifest);
+        assert_eq!(check.status, Status::Fail, "{changed:?}");
+        assert!(check.message.contains(&changed[1].signature), "{check:?}");
+    }
+}
+
+#[test]
+fn a_new_tenant_table_needs_to_be_in_the_manifest_with_forced_rls_and_its_policies() {
+    let manifest = manifest();
+    let live = |p: &carevault_db::manifest::Policy| PolicyFacts {
+        name: p.name.clone(),
+        permissive: p.permissive,
+        command: Some(p.command),
+        roles: p.roles.clone(),
+        using: p.using.clone(),
+        with_check: p.with_check.clone(),
     };
     let table = |name: &str, forced: bool, policies: Vec<PolicyFacts>| TenantTableFacts {
         name: name.into(),
@@ -631,21 +850,51 @@ fn a_new_tenant_table_needs_forced_rls_and_the_guard() {
         rls_forced: forced,
         policies,
     };
-    let four = ["public.audit_logs", "public.documents", "public.tenants", "public.users"];
-    let mut tables: Vec<TenantTableFacts> = four.iter().map(|n| table(n, true, vec![guard.clone()])).collect();
+    let tables_of = |manifest: &Manifest| -> Vec<TenantTableFacts> {
+        manifest
+            .tenant_tables
+            .iter()
+            .map(|t| table(&t.name, true, manifest.policies.iter().filter(|p| p.table == t.name).map(live).collect()))
+            .collect()
+    };
+    let mut tables = tables_of(&manifest);
+    // Crafted facts: the manifest's own text stands in for the server's deparsed text.
+    let expected = manifest.policies.clone();
+    assert_eq!(doctor::evaluate_policies(&tables, &expected, &manifest).status, Status::Pass);
+    assert_eq!(doctor::evaluate_tenant_guard(&tables, &expected, &manifest).status, Status::Pass);
+    assert_eq!(doctor::evaluate_row_level_security(&tables, &manifest).status, Status::Pass);
+
     tables.push(table("public.notes", false, vec![]));
-    let rls = doctor::evaluate_row_level_security(&tables);
+    let rls = doctor::evaluate_row_level_security(&tables, &manifest);
     assert_eq!(rls.status, Status::Fail);
-    assert!(rls.message.contains("public.notes"), "{rls:?}");
-    let guard_check = doctor::evaluate_tenant_guard(&tables);
-    assert_eq!(guard_check.status, Status::Fail);
-    assert!(guard_check.message.contains("public.notes has no tenant_guard"), "{guard_check:?}");
-    // A permissive "guard" is no guard.
-    tables.pop();
-    tables[0].policies[0].permissive = true;
-    assert_eq!(doctor::evaluate_tenant_guard(&tables).status, Status::Fail);
+    assert!(rls.message.contains("public.notes has a tenant_id column but is not in the security manifest"), "{rls:?}");
+    assert!(rls.message.contains("public.notes does not FORCE"), "{rls:?}");
+
+    // In the manifest, without its policies.
+    let extended = manifest.clone().with_tenant_table("public.notes", &[Privilege::Select]);
+    let guard = doctor::evaluate_tenant_guard(&tables, &extended.policies, &extended);
+    assert_eq!(guard.status, Status::Fail);
+    assert!(guard.message.contains("tenant_guard on public.notes is missing"), "{guard:?}");
+    // With them, it passes.
+    let tables = tables_of(&extended);
+    assert_eq!(doctor::evaluate_tenant_guard(&tables, &extended.policies, &extended).status, Status::Pass);
+    assert_eq!(doctor::evaluate_policies(&tables, &extended.policies, &extended).status, Status::Pass);
+
+    // A permissive "guard" is no guard, and a widened expression is named.
+    let mut weak = tables_of(&manifest);
+    let guard = weak[0].policies.iter_mut().find(|p| p.name == "tenant_guard").unwrap();
+    guard.permissive = true;
+    let check = doctor::evaluate_tenant_guard(&weak, &expected, &manifest);
+    assert_eq!(check.status, Status::Fail);
+    assert!(check.message.contains("is PERMISSIVE"), "{check:?}");
+    let mut wide = tables_of(&manifest);
+    let policy = wide[0].policies.iter_mut().find(|p| p.command == Some(Command::Select)).unwrap();
+    policy.using = Some("true".into());
+    let check = doctor::evaluate_policies(&wide, &expected, &manifest);
+    assert_eq!(check.status, Status::Fail);
+    assert!(check.message.contains("has USING (true)"), "{check:?}");
     // Without the schema, the fix is to migrate.
-    let none = doctor::evaluate_row_level_security(&[]);
+    let none = doctor::evaluate_row_level_security(&[], &manifest);
     assert_eq!((none.status, none.fix.as_deref()), (Status::Fail, Some("carevault migrate up")));
 }
 
