@@ -9,7 +9,7 @@
 //!        set_config('lock_timeout', '5s', true)
 //! ```
 //!
-//! * `set_config(..., true)` is transaction-local: at COMMIT or ROLLBACK all three revert, so
+//! * `set_config(..., true)` is transaction-local: at COMMIT or ROLLBACK all four revert, so
 //!   nothing leaks to the next user of a pooled connection, and it works behind PgBouncer in
 //!   transaction mode. (The reference used `SET LOCAL app.current_tenant_id = $1`, which is a
 //!   syntax error: `SET` takes no bind parameters.)
