@@ -1,7 +1,8 @@
 //! Domain types that validate on construction (`parse`), so the rest of the code never holds an
-//! invalid id, email, role, status or embedding. Errors never echo the refused
+//! invalid id, email, role, status, audit action or embedding. Errors never echo the refused
 //! value: it may be PHI.
 
+mod audit_action;
 mod audit_context;
 mod embedding;
 mod enums;
@@ -10,6 +11,7 @@ mod metadata;
 mod page;
 mod text;
 
+pub use audit_action::{AuditAction, AuditResourceType};
 pub use audit_context::AuditContext;
 pub use embedding::{EMBEDDING_DIMENSIONS, Embedding};
 pub use enums::{DocumentStatus, Environment, TenantStatus, UserRole};
