@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
-use carevault_db::repo::{Tenant, User, actions};
+use carevault_db::repo::{Tenant, User};
 use carevault_db::{AuditContext, BoundedText, DbError, Email, TenantId, TenantTx, UserRole};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -165,7 +165,7 @@ impl<R: MinRole> FromRequestParts<AppState> for Authed<R> {
             // Committed on its own: the refusal is on record even though nothing else happens.
             let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
             let details = json!({ "method": parts.method.as_str(), "route": route, "required": R::ROLE.as_str() });
-            tx.audit_log().append(actions::ACCESS_DENIED, "endpoint", tenant_id.as_uuid(), details).await?;
+            tx.audit_log().append(carevault_db::AuditAction::AccessDenied, tenant_id.as_uuid(), details).await?;
             tx.commit().await?;
             return Err(ApiError::new(ErrorCode::Auth009));
         }

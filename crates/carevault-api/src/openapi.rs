@@ -25,7 +25,8 @@ use crate::schema;
     components(schemas(
         ErrorEnvelope, ErrorBody, ErrorCode,
         schema::MetadataObject, schema::MetadataValue, schema::DocumentStatusName, schema::DeletedFilter,
-        schema::DocumentInclude, schema::PageCursor, schema::Text100, schema::Text255,
+        schema::DocumentInclude, schema::PageCursor, schema::Text255, schema::AuditActionName,
+        schema::AuditResourceTypeName,
     )),
     modifiers(&SecuritySchemes, &ErrorResponses),
     tags(

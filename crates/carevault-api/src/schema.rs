@@ -13,8 +13,8 @@
 use std::borrow::Cow;
 
 use carevault_db::{
-    BoundedText, DocumentStatus, Email, Embedding, METADATA_MAX_BYTES, METADATA_MAX_DEPTH, METADATA_MAX_NUMBER,
-    TenantStatus, UserRole, ValidationError,
+    AuditAction, AuditResourceType, BoundedText, DocumentStatus, Email, Embedding, METADATA_MAX_BYTES,
+    METADATA_MAX_DEPTH, METADATA_MAX_NUMBER, TenantStatus, UserRole, ValidationError,
 };
 use serde_json::Value;
 use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type};
@@ -104,15 +104,11 @@ macro_rules! text_type {
 }
 
 text_type!(
-    /// Text of at most 100 characters (`audit_logs.resource_type`).
-    Text100, 100
-);
-text_type!(
     /// Text of at most 127 characters (`documents.content_type`).
     Text127, 127
 );
 text_type!(
-    /// Text of at most 255 characters (names, buckets, identity subjects, actions).
+    /// Text of at most 255 characters (names, buckets, identity subjects).
     Text255, 255
 );
 text_type!(
@@ -146,6 +142,17 @@ schema_type!(
 schema_type!(
     /// `TenantStatus::parse`.
     TenantStatusName => names(TenantStatus::ALL.iter().map(|s| s.as_str()), "A tenant's status.")
+);
+schema_type!(
+    /// `AuditAction::parse`.
+    AuditActionName => names(AuditAction::ALL.iter().map(|a| a.as_str()), "An audit action.")
+);
+schema_type!(
+    /// `AuditResourceType::parse`.
+    AuditResourceTypeName => names(
+        AuditResourceType::ALL.iter().map(|r| r.as_str()),
+        "The type of resource an audit row names."
+    )
 );
 schema_type!(
     /// `handlers::parse_deleted`.

@@ -30,9 +30,9 @@ pub mod repo;
 mod tenant_tx;
 
 pub use domain::{
-    AuditContext, AuditLogId, BoundedText, Cursor, Deleted, DocumentId, DocumentStatus, EMBEDDING_DIMENSIONS, Email,
-    Embedding, Environment, METADATA_MAX_BYTES, METADATA_MAX_DEPTH, METADATA_MAX_NUMBER, Metadata, Page, PageLimit,
-    TenantId, TenantStatus, UserId, UserRole,
+    AuditAction, AuditContext, AuditLogId, AuditResourceType, BoundedText, Cursor, Deleted, DocumentId, DocumentStatus,
+    EMBEDDING_DIMENSIONS, Email, Embedding, Environment, METADATA_MAX_BYTES, METADATA_MAX_DEPTH, METADATA_MAX_NUMBER,
+    Metadata, Page, PageLimit, TenantId, TenantStatus, UserId, UserRole,
 };
 pub use error::{DbError, ValidationError};
 pub use platform_tx::PlatformTx;

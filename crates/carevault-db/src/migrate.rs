@@ -1,6 +1,7 @@
 //! The schema: reversible migrations, the superuser bootstrap, and `migrate up | down | status`.
 //!
-//! Migrations 1–7 are the reference schema, names unchanged; 8–13 are our hardening (DESIGN §5.2).
+//! Migrations 1–7 are the reference schema, names unchanged; every later one is our hardening, its
+//! reason in its header comment (`-- Hardening n: ...`).
 //! Each runs in its own transaction under sqlx's per-database advisory lock, so two `migrate up`
 //! at once are safe: the second waits, then finds nothing to do. The bootstrap (roles and
 //! `CREATE EXTENSION vector`) needs a superuser; [`up`] runs it first when it has the rights, and

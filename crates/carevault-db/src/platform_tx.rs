@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 use sqlx::{PgConnection, Postgres, Transaction};
 
-use crate::domain::{AuditContext, TenantId};
+use crate::domain::{AuditAction, AuditContext, AuditResourceType, TenantId};
 use crate::pool::Statements;
 use crate::tenant_tx::{audit_metadata, insert_audit_row};
 use crate::{DbError, PlatformPool};
@@ -54,27 +54,20 @@ impl PlatformTx {
         &mut self.tx
     }
 
-    /// Appends an audit row to `tenant_id`'s log: no user, `metadata.actor = "platform"`.
+    /// Appends an audit row to `tenant_id`'s log: no user, `metadata.actor = "platform"`, and the
+    /// tenant as the resource (every platform action is a tenant action).
     pub(crate) async fn audit(
         &mut self,
         tenant_id: TenantId,
-        action: &'static str,
+        action: AuditAction,
         details: Value,
     ) -> Result<(), DbError> {
+        debug_assert_eq!(action.resource_type(), AuditResourceType::Tenant, "platform actions name a tenant");
         let mut metadata = audit_metadata(&self.context, details);
         if let Value::Object(map) = &mut metadata {
             map.insert("actor".into(), json!("platform"));
         }
-        insert_audit_row(
-            self.statements,
-            &mut self.tx,
-            tenant_id,
-            &self.context,
-            action,
-            "tenant",
-            tenant_id.as_uuid(),
-            metadata,
-        )
-        .await
+        insert_audit_row(self.statements, &mut self.tx, tenant_id, &self.context, action, tenant_id.as_uuid(), metadata)
+            .await
     }
 }

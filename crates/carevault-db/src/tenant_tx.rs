@@ -9,7 +9,7 @@
 //!        set_config('lock_timeout', '5s', true)
 //! ```
 //!
-//! * `set_config(..., true)` is transaction-local: at COMMIT or ROLLBACK all three revert, so
+//! * `set_config(..., true)` is transaction-local: at COMMIT or ROLLBACK all four revert, so
 //!   nothing leaks to the next user of a pooled connection, and it works behind PgBouncer in
 //!   transaction mode. (The reference used `SET LOCAL app.current_tenant_id = $1`, which is a
 //!   syntax error: `SET` takes no bind parameters.)
@@ -26,7 +26,7 @@
 use serde_json::{Map, Value, json};
 use sqlx::{PgConnection, Postgres, Transaction};
 
-use crate::domain::{AuditContext, TenantId};
+use crate::domain::{AuditAction, AuditContext, TenantId};
 use crate::pool::Statements;
 use crate::{AppPool, DbError};
 
@@ -120,40 +120,32 @@ impl TenantTx {
         &mut self.tx
     }
 
-    /// Appends an audit row for this tenant, on this transaction.
+    /// Appends an audit row for this tenant, on this transaction; the action decides the
+    /// resource type.
     ///
     /// `details` must hold no PHI: ids, counts and field *names* only. The request id is added.
     pub(crate) async fn audit(
         &mut self,
-        action: &'static str,
-        resource_type: &'static str,
+        action: AuditAction,
         resource_id: uuid::Uuid,
         details: Value,
     ) -> Result<(), DbError> {
         let metadata = audit_metadata(&self.context, details);
-        insert_audit_row(
-            self.statements,
-            &mut self.tx,
-            self.tenant_id,
-            &self.context,
-            action,
-            resource_type,
-            resource_id,
-            metadata,
-        )
-        .await
+        insert_audit_row(self.statements, &mut self.tx, self.tenant_id, &self.context, action, resource_id, metadata)
+            .await
     }
 }
 
 /// Inserts one audit row; the only INSERT INTO audit_logs of the crate (tenant and platform paths).
-#[allow(clippy::too_many_arguments)] // one audit row's columns
+///
+/// `action` and `resource_type` are stored as the action's wire names
+/// ([`AuditAction::as_str`], [`crate::AuditResourceType::as_str`]), never as caller text.
 pub(crate) async fn insert_audit_row(
     statements: Statements,
     conn: &mut PgConnection,
     tenant_id: TenantId,
     context: &AuditContext,
-    action: &'static str,
-    resource_type: &'static str,
+    action: AuditAction,
     resource_id: uuid::Uuid,
     metadata: Value,
 ) -> Result<(), DbError> {
@@ -163,8 +155,8 @@ pub(crate) async fn insert_audit_row(
     )
     .bind(tenant_id)
     .bind(context.user_id)
-    .bind(action)
-    .bind(resource_type)
+    .bind(action.as_str())
+    .bind(action.resource_type().as_str())
     .bind(resource_id)
     .bind(context.ip_address.map(|ip| ip.to_string()))
     .bind(context.user_agent.as_deref().map(truncate_user_agent))

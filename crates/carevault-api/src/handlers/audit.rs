@@ -1,8 +1,8 @@
 //! `GET /audit-logs` (admins).
 
 use axum::Json;
-use carevault_db::UserId;
 use carevault_db::repo::{AuditEntry, AuditFilter};
+use carevault_db::{AuditAction, AuditResourceType, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -56,10 +56,10 @@ impl From<AuditEntry> for AuditEntryResponse {
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Exact action.
-    #[param(value_type = Option<schema::Text255>)]
+    #[param(value_type = Option<schema::AuditActionName>)]
     pub action: Option<String>,
     /// Exact resource type.
-    #[param(value_type = Option<schema::Text100>)]
+    #[param(value_type = Option<schema::AuditResourceTypeName>)]
     pub resource_type: Option<String>,
     /// Exact resource id.
     #[param(value_type = Option<uuid::Uuid>)]
@@ -99,12 +99,8 @@ pub async fn list(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<ListResponse<AuditEntryResponse>>, ApiError> {
     let filter = AuditFilter {
-        action: query.action.as_deref().map(|a| schema::Text255::parse("action", a)).transpose()?,
-        resource_type: query
-            .resource_type
-            .as_deref()
-            .map(|r| schema::Text100::parse("resource_type", r))
-            .transpose()?,
+        action: query.action.as_deref().map(AuditAction::parse).transpose()?,
+        resource_type: query.resource_type.as_deref().map(AuditResourceType::parse).transpose()?,
         resource_id: query
             .resource_id
             .as_deref()

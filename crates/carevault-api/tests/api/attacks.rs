@@ -574,8 +574,9 @@ async fn attacker_a_catalogue_every_attempt_is_refused_or_harmless() {
         .await;
         c.attack("injection", "POST", "/api/v1/users", at, &[], Json(json!({"email": format!("inj{n}@a.test"), "role": "viewer", "full_name": injection, "external_idp_id": injection})), Ok(201)).await;
         let q = urlencode(injection);
+        // The audit filters are closed sets: an injection is not a known name.
         for path in [format!("/api/v1/audit-logs?action={q}"), format!("/api/v1/audit-logs?resource_type={q}")] {
-            c.attack("injection", "GET", &path, at, &[], NoBody, Ok(200)).await;
+            c.attack("injection", "GET", &path, at, &[], NoBody, Error(422, "VAL_003")).await;
         }
         for path in [
             format!("/api/v1/documents/{q}"),

@@ -3,61 +3,17 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
-use crate::domain::{AuditLogId, BoundedText, Cursor, Page, PageLimit, TenantId, UserId};
+use crate::domain::{AuditAction, AuditLogId, AuditResourceType, Cursor, Page, PageLimit, TenantId, UserId};
 use crate::{DbError, TenantTx};
 
-/// The audit actions (DESIGN §5.4). A fixed catalogue, so that a caller cannot invent one.
-pub mod actions {
-    /// A tenant was created (platform path).
-    pub const TENANT_CREATED: &str = "tenant.created";
-    /// A tenant was suspended (platform path).
-    pub const TENANT_SUSPENDED: &str = "tenant.suspended";
-    /// A tenant was activated (platform path).
-    pub const TENANT_ACTIVATED: &str = "tenant.activated";
-    /// A tenant was soft-deleted (platform path).
-    pub const TENANT_DELETED: &str = "tenant.deleted";
-    /// A tenant was restored (platform path).
-    pub const TENANT_RESTORED: &str = "tenant.restored";
-    /// The current tenant was read.
-    pub const TENANT_READ: &str = "tenant.read";
-    /// A user was created.
-    pub const USER_CREATED: &str = "user.created";
-    /// A user was read.
-    pub const USER_READ: &str = "user.read";
-    /// Users were listed.
-    pub const USER_LISTED: &str = "user.listed";
-    /// A user was changed.
-    pub const USER_UPDATED: &str = "user.updated";
-    /// A user was soft-deleted.
-    pub const USER_DELETED: &str = "user.deleted";
-    /// A user was restored.
-    pub const USER_RESTORED: &str = "user.restored";
-    /// A user was provisioned just in time from a token.
-    pub const USER_PROVISIONED: &str = "user.provisioned";
-    /// A user's login was recorded (`last_login_at`); not in DESIGN §5.4's list, added so that
-    /// this write, too, has its audit row.
-    pub const USER_LOGIN: &str = "user.login";
-    /// A document was created.
-    pub const DOCUMENT_CREATED: &str = "document.created";
-    /// A document was read.
-    pub const DOCUMENT_READ: &str = "document.read";
-    /// Documents were listed.
-    pub const DOCUMENT_LISTED: &str = "document.listed";
-    /// A document was changed.
-    pub const DOCUMENT_UPDATED: &str = "document.updated";
-    /// A document was soft-deleted.
-    pub const DOCUMENT_DELETED: &str = "document.deleted";
-    /// A document was restored.
-    pub const DOCUMENT_RESTORED: &str = "document.restored";
-    /// A similarity search ran.
-    pub const DOCUMENT_SEARCHED: &str = "document.searched";
-    /// The audit log was read.
-    pub const AUDIT_READ: &str = "audit.read";
-    /// An authenticated user was refused by the role matrix.
-    pub const ACCESS_DENIED: &str = "access.denied";
-}
-
-/// One audit row.
+/// One audit row, as stored.
+///
+/// `action` and `resource_type` stay the stored text rather than [`AuditAction`] and
+/// [`AuditResourceType`]: this crate writes only names of [`AuditAction::ALL`], but a row written
+/// by an older or newer version, or by another tool with the INSERT grant, may hold a name this
+/// version does not know, and one such row must not make the whole log unreadable. The exact
+/// stored text is also what a canonical form of the row (a hash chain) must cover.
+/// [`AuditEntry::known_action`] gives the typed action when there is one.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AuditEntry {
     /// Id.
@@ -66,9 +22,10 @@ pub struct AuditEntry {
     pub tenant_id: TenantId,
     /// Acting user (`None` for system and platform actions).
     pub user_id: Option<UserId>,
-    /// Action, from [`actions`].
+    /// Action, as stored: a wire name of [`AuditAction`] for every row this crate writes.
     pub action: String,
-    /// Resource type (`user`, `document`, `tenant`, `audit_log`, ...).
+    /// Resource type, as stored: a wire name of [`AuditResourceType`] for every row this crate
+    /// writes.
     pub resource_type: String,
     /// Resource id (the tenant id for lists and searches).
     pub resource_id: uuid::Uuid,
@@ -80,6 +37,13 @@ pub struct AuditEntry {
     pub metadata: Value,
     /// When.
     pub created_at: DateTime<Utc>,
+}
+
+impl AuditEntry {
+    /// The action, if it is one this version knows (`None` for a name written by something else).
+    pub fn known_action(&self) -> Option<AuditAction> {
+        AuditAction::parse(&self.action).ok()
+    }
 }
 
 impl<'r> FromRow<'r, PgRow> for AuditEntry {
@@ -103,9 +67,9 @@ impl<'r> FromRow<'r, PgRow> for AuditEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
     /// Exact action.
-    pub action: Option<BoundedText>,
+    pub action: Option<AuditAction>,
     /// Exact resource type.
-    pub resource_type: Option<BoundedText>,
+    pub resource_type: Option<AuditResourceType>,
     /// Exact resource id.
     pub resource_id: Option<uuid::Uuid>,
     /// Acting user.
@@ -132,15 +96,15 @@ impl TenantTx {
 
 impl AuditLog<'_> {
     /// Appends a row for an action that is not a repository call, such as
-    /// [`actions::ACCESS_DENIED`]. `details` must hold no PHI.
+    /// [`AuditAction::AccessDenied`]; the action decides the resource type. `details` must hold no
+    /// PHI.
     pub async fn append(
         &mut self,
-        action: &'static str,
-        resource_type: &'static str,
+        action: AuditAction,
         resource_id: uuid::Uuid,
         details: Value,
     ) -> Result<(), DbError> {
-        self.tx.audit(action, resource_type, resource_id, details).await
+        self.tx.audit(action, resource_id, details).await
     }
 
     /// A page of audit rows, newest first (itself audited `audit.read`).
@@ -170,8 +134,8 @@ impl AuditLog<'_> {
              ORDER BY created_at DESC, id DESC LIMIT $10",
             )
             .bind(tenant_id)
-            .bind(filter.action.as_ref().map(BoundedText::as_str))
-            .bind(filter.resource_type.as_ref().map(BoundedText::as_str))
+            .bind(filter.action.map(|action| action.as_str()))
+            .bind(filter.resource_type.map(|resource_type| resource_type.as_str()))
             .bind(filter.resource_id)
             .bind(filter.user_id)
             .bind(filter.since)
@@ -182,9 +146,7 @@ impl AuditLog<'_> {
             .fetch_all(self.tx.conn())
             .await?;
         let page = super::into_page(rows, limit, |e| Cursor { created_at: e.created_at, id: e.id.as_uuid() });
-        self.tx
-            .audit(actions::AUDIT_READ, "audit_log", tenant_id.as_uuid(), json!({ "count": page.items.len() }))
-            .await?;
+        self.tx.audit(AuditAction::AuditRead, tenant_id.as_uuid(), json!({ "count": page.items.len() })).await?;
         Ok(page)
     }
 }

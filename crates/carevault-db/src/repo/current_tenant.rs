@@ -1,6 +1,7 @@
 use serde_json::json;
 
-use super::{Tenant, actions};
+use super::Tenant;
+use crate::domain::AuditAction;
 use crate::{DbError, TenantTx};
 
 /// The transaction's own tenant row (RLS shows no other).
@@ -28,7 +29,7 @@ impl CurrentTenant<'_> {
     /// The tenant row (audited `tenant.read`).
     pub async fn read(&mut self) -> Result<Tenant, DbError> {
         let tenant = self.lookup().await?.ok_or(DbError::NotFound)?;
-        self.tx.audit(actions::TENANT_READ, "tenant", tenant.id.as_uuid(), json!({})).await?;
+        self.tx.audit(AuditAction::TenantRead, tenant.id.as_uuid(), json!({})).await?;
         Ok(tenant)
     }
 }

@@ -3,9 +3,9 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
-use super::actions;
 use crate::domain::{
-    BoundedText, Cursor, Deleted, DocumentId, DocumentStatus, Embedding, Metadata, Page, PageLimit, TenantId, UserId,
+    AuditAction, BoundedText, Cursor, Deleted, DocumentId, DocumentStatus, Embedding, Metadata, Page, PageLimit,
+    TenantId, UserId,
 };
 use crate::error::missing_reference;
 use crate::{DbError, TenantTx, ValidationError};
@@ -182,7 +182,7 @@ impl Documents<'_> {
         .fetch_one(self.tx.conn())
         .await
         .map_err(missing_reference)?;
-        self.tx.audit(actions::DOCUMENT_CREATED, "document", document.id.as_uuid(), json!({})).await?;
+        self.tx.audit(AuditAction::DocumentCreated, document.id.as_uuid(), json!({})).await?;
         Ok(document)
     }
 
@@ -216,7 +216,7 @@ impl Documents<'_> {
         let document: Option<Document> =
             self.tx.sql().query_as(sql).bind(tenant_id).bind(id).fetch_optional(self.tx.conn()).await?;
         let document = document.ok_or(DbError::NotFound)?;
-        self.tx.audit(actions::DOCUMENT_READ, "document", id.as_uuid(), json!({ "embedding": with_embedding })).await?;
+        self.tx.audit(AuditAction::DocumentRead, id.as_uuid(), json!({ "embedding": with_embedding })).await?;
         Ok(document)
     }
 
@@ -255,7 +255,7 @@ impl Documents<'_> {
         let page = super::into_page(rows, limit, |d| Cursor { created_at: d.created_at, id: d.id.as_uuid() });
         let ids: Vec<DocumentId> = page.items.iter().map(|d| d.id).collect();
         self.tx
-            .audit(actions::DOCUMENT_LISTED, "document", tenant_id.as_uuid(), json!({ "count": ids.len(), "ids": ids }))
+            .audit(AuditAction::DocumentListed, tenant_id.as_uuid(), json!({ "count": ids.len(), "ids": ids }))
             .await?;
         Ok(page)
     }
@@ -289,7 +289,7 @@ impl Documents<'_> {
             .fetch_optional(self.tx.conn())
             .await?;
         let document = document.ok_or(DbError::NotFound)?;
-        self.tx.audit(actions::DOCUMENT_UPDATED, "document", id.as_uuid(), json!({ "fields": fields })).await?;
+        self.tx.audit(AuditAction::DocumentUpdated, id.as_uuid(), json!({ "fields": fields })).await?;
         Ok(document)
     }
 
@@ -306,7 +306,7 @@ impl Documents<'_> {
         .fetch_optional(self.tx.conn())
         .await?;
         let document = document.ok_or(DbError::NotFound)?;
-        self.tx.audit(actions::DOCUMENT_DELETED, "document", id.as_uuid(), json!({})).await?;
+        self.tx.audit(AuditAction::DocumentDeleted, id.as_uuid(), json!({})).await?;
         Ok(document)
     }
 
@@ -333,7 +333,7 @@ impl Documents<'_> {
                 .await?;
             return Err(if exists { DbError::Conflict("the document is not deleted") } else { DbError::NotFound });
         };
-        self.tx.audit(actions::DOCUMENT_RESTORED, "document", id.as_uuid(), json!({})).await?;
+        self.tx.audit(AuditAction::DocumentRestored, id.as_uuid(), json!({})).await?;
         Ok(document)
     }
 }

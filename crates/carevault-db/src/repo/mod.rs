@@ -30,7 +30,7 @@ mod search;
 mod tenants;
 mod users;
 
-pub use audit::{AuditEntry, AuditFilter, AuditLog, actions};
+pub use audit::{AuditEntry, AuditFilter, AuditLog};
 pub use current_tenant::CurrentTenant;
 pub use documents::{Document, DocumentFilter, DocumentUpdate, Documents, NewDocument};
 pub use search::{SearchHit, SearchLimit, Threshold};

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
-use super::{Documents, actions};
-use crate::domain::{DocumentId, DocumentStatus, Embedding};
+use super::Documents;
+use crate::domain::{AuditAction, DocumentId, DocumentStatus, Embedding};
 use crate::{DbError, ValidationError};
 
 /// Up to this many eligible rows, a tenant is searched exactly. Chosen for correctness; a later
@@ -157,8 +157,7 @@ impl Documents<'_> {
         let tenant_id = self.tx.tenant_id();
         self.tx
             .audit(
-                actions::DOCUMENT_SEARCHED,
-                "document",
+                AuditAction::DocumentSearched,
                 tenant_id.as_uuid(),
                 json!({
                     "count": ids.len(),

@@ -3,8 +3,7 @@ use serde_json::json;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
-use super::actions;
-use crate::domain::{BoundedText, Cursor, Deleted, Page, PageLimit, TenantId, TenantStatus};
+use crate::domain::{AuditAction, BoundedText, Cursor, Deleted, Page, PageLimit, TenantId, TenantStatus};
 use crate::{DbError, PlatformTx};
 
 /// A tenant (one customer organisation).
@@ -79,7 +78,7 @@ impl Tenants<'_> {
             .bind(status.as_str())
             .fetch_one(self.tx.conn())
             .await?;
-        self.tx.audit(tenant.id, actions::TENANT_CREATED, json!({})).await?;
+        self.tx.audit(tenant.id, AuditAction::TenantCreated, json!({})).await?;
         Ok(tenant)
     }
 
@@ -124,20 +123,15 @@ impl Tenants<'_> {
 
     /// Suspends a tenant that is not deleted (audited `tenant.suspended`).
     pub async fn suspend(&mut self, id: TenantId) -> Result<Tenant, DbError> {
-        self.set_status(id, TenantStatus::Suspended, actions::TENANT_SUSPENDED).await
+        self.set_status(id, TenantStatus::Suspended, AuditAction::TenantSuspended).await
     }
 
     /// Activates a tenant that is not deleted (audited `tenant.activated`).
     pub async fn activate(&mut self, id: TenantId) -> Result<Tenant, DbError> {
-        self.set_status(id, TenantStatus::Active, actions::TENANT_ACTIVATED).await
+        self.set_status(id, TenantStatus::Active, AuditAction::TenantActivated).await
     }
 
-    async fn set_status(
-        &mut self,
-        id: TenantId,
-        status: TenantStatus,
-        action: &'static str,
-    ) -> Result<Tenant, DbError> {
+    async fn set_status(&mut self, id: TenantId, status: TenantStatus, action: AuditAction) -> Result<Tenant, DbError> {
         refuse_system(id)?;
         let tenant: Option<Tenant> = self
             .tx
@@ -169,7 +163,7 @@ impl Tenants<'_> {
             .fetch_optional(self.tx.conn())
             .await?;
         let tenant = tenant.ok_or(DbError::NotFound)?;
-        self.tx.audit(id, actions::TENANT_DELETED, json!({})).await?;
+        self.tx.audit(id, AuditAction::TenantDeleted, json!({})).await?;
         Ok(tenant)
     }
 
@@ -189,7 +183,7 @@ impl Tenants<'_> {
             self.get(id).await?;
             return Err(DbError::Conflict("the tenant is not deleted"));
         };
-        self.tx.audit(id, actions::TENANT_RESTORED, json!({})).await?;
+        self.tx.audit(id, AuditAction::TenantRestored, json!({})).await?;
         Ok(tenant)
     }
 }

@@ -3,8 +3,7 @@ use serde_json::json;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
-use super::actions;
-use crate::domain::{BoundedText, Cursor, Deleted, Email, Page, PageLimit, TenantId, UserId, UserRole};
+use crate::domain::{AuditAction, BoundedText, Cursor, Deleted, Email, Page, PageLimit, TenantId, UserId, UserRole};
 use crate::{DbError, TenantTx, ValidationError};
 
 const ACTIVE_EMAIL_INDEX: &str = "idx_users_tenant_email_active";
@@ -144,7 +143,7 @@ impl Users<'_> {
     #[tracing::instrument(skip_all)]
     pub async fn create(&mut self, new: NewUser) -> Result<User, DbError> {
         let user = self.insert(&new).await?;
-        self.tx.audit(actions::USER_CREATED, "user", user.id.as_uuid(), json!({})).await?;
+        self.tx.audit(AuditAction::UserCreated, user.id.as_uuid(), json!({})).await?;
         Ok(user)
     }
 
@@ -153,7 +152,7 @@ impl Users<'_> {
     pub async fn provision(&mut self, external_idp_id: BoundedText, email: Email) -> Result<User, DbError> {
         let new = NewUser { email, role: UserRole::Viewer, full_name: None, external_idp_id: Some(external_idp_id) };
         let user = self.insert(&new).await?;
-        self.tx.audit(actions::USER_PROVISIONED, "user", user.id.as_uuid(), json!({})).await?;
+        self.tx.audit(AuditAction::UserProvisioned, user.id.as_uuid(), json!({})).await?;
         Ok(user)
     }
 
@@ -187,7 +186,7 @@ impl Users<'_> {
             .fetch_optional(self.tx.conn())
             .await?;
         let user = user.ok_or(DbError::NotFound)?;
-        self.tx.audit(actions::USER_READ, "user", id.as_uuid(), json!({})).await?;
+        self.tx.audit(AuditAction::UserRead, id.as_uuid(), json!({})).await?;
         Ok(user)
     }
 
@@ -221,9 +220,7 @@ impl Users<'_> {
             .await?;
         let page = super::into_page(rows, limit, |u| Cursor { created_at: u.created_at, id: u.id.as_uuid() });
         let ids: Vec<UserId> = page.items.iter().map(|u| u.id).collect();
-        self.tx
-            .audit(actions::USER_LISTED, "user", tenant_id.as_uuid(), json!({ "count": ids.len(), "ids": ids }))
-            .await?;
+        self.tx.audit(AuditAction::UserListed, tenant_id.as_uuid(), json!({ "count": ids.len(), "ids": ids })).await?;
         Ok(page)
     }
 
@@ -259,7 +256,7 @@ impl Users<'_> {
             .await
             .map_err(user_conflict)?;
         let user = user.ok_or(DbError::NotFound)?;
-        self.tx.audit(actions::USER_UPDATED, "user", id.as_uuid(), json!({ "fields": fields })).await?;
+        self.tx.audit(AuditAction::UserUpdated, id.as_uuid(), json!({ "fields": fields })).await?;
         Ok(user)
     }
 
@@ -276,7 +273,7 @@ impl Users<'_> {
         .fetch_optional(self.tx.conn())
         .await?;
         let user = user.ok_or(DbError::NotFound)?;
-        self.tx.audit(actions::USER_DELETED, "user", id.as_uuid(), json!({})).await?;
+        self.tx.audit(AuditAction::UserDeleted, id.as_uuid(), json!({})).await?;
         Ok(user)
     }
 
@@ -297,7 +294,7 @@ impl Users<'_> {
         let Some(user) = user else {
             return Err(self.not_found_or_active(id).await?);
         };
-        self.tx.audit(actions::USER_RESTORED, "user", id.as_uuid(), json!({})).await?;
+        self.tx.audit(AuditAction::UserRestored, id.as_uuid(), json!({})).await?;
         Ok(user)
     }
 
@@ -330,7 +327,7 @@ impl Users<'_> {
         if updated == 0 {
             return Err(DbError::NotFound);
         }
-        self.tx.audit(actions::USER_LOGIN, "user", id.as_uuid(), json!({})).await
+        self.tx.audit(AuditAction::UserLogin, id.as_uuid(), json!({})).await
     }
 
     /// The user (active or soft-deleted) whose identity-provider `sub` is `external_idp_id`.

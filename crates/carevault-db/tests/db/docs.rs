@@ -13,8 +13,8 @@ use carevault_db::manifest::{Manifest, Privilege, Trigger, TriggerType};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use carevault_db::repo::{DocumentFilter, actions};
-use carevault_db::{AppPool, DbError, PageLimit, PoolConfig, TenantTx, UserRole};
+use carevault_db::repo::DocumentFilter;
+use carevault_db::{AppPool, AuditAction, DbError, PageLimit, PoolConfig, TenantTx, UserRole};
 use carevault_testdb::TestDb;
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -618,7 +618,7 @@ async fn a_tenant_transaction_waits_at_most_five_seconds_for_a_lock() {
     drop(tx);
     lock.rollback().await.unwrap();
     // Nothing was audited for the failed read.
-    assert_eq!(crate::fixtures::audit_count(&db, a, actions::DOCUMENT_LISTED).await, 0);
+    assert_eq!(crate::fixtures::audit_count(&db, a, AuditAction::DocumentListed.as_str()).await, 0);
 }
 
 // ---------------------------------------------------------------------------------------------

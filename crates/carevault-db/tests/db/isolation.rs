@@ -1,7 +1,7 @@
 //! Our isolation guarantees beyond the reference suite.
 
-use carevault_db::repo::{DocumentUpdate, UserUpdate, actions};
-use carevault_db::{AuditContext, DbError, DocumentId, DocumentStatus, TenantTx, UserId, UserRole};
+use carevault_db::repo::{DocumentUpdate, UserUpdate};
+use carevault_db::{AuditAction, AuditContext, DbError, DocumentId, DocumentStatus, TenantTx, UserId, UserRole};
 use carevault_testdb::TestDb;
 
 use crate::fixtures::{
@@ -63,7 +63,7 @@ async fn another_tenants_id_behaves_exactly_like_a_random_id() {
     let db = TestDb::new().await;
     let TwoTenants { pool, a, b, alice, bob } = two_tenants(&db, UserRole::Admin).await;
     let bob_doc = document(&pool, &bob, "b.pdf").await;
-    let audit_before = audit_count(&db, a, actions::DOCUMENT_READ).await;
+    let audit_before = audit_count(&db, a, AuditAction::DocumentRead.as_str()).await;
 
     for (their_user, their_doc) in [(bob.id, bob_doc.id), (UserId::new_random(), DocumentId::new_random())] {
         let mut tx = TenantTx::begin(&pool, a, as_user(&alice)).await.unwrap();
@@ -94,7 +94,7 @@ async fn another_tenants_id_behaves_exactly_like_a_random_id() {
         tx.commit().await.unwrap();
     }
     // Nothing was audited for the misses, and tenant B's rows are untouched.
-    assert_eq!(audit_count(&db, a, actions::DOCUMENT_READ).await, audit_before);
+    assert_eq!(audit_count(&db, a, AuditAction::DocumentRead.as_str()).await, audit_before);
     let mut tx = TenantTx::begin(&pool, b, as_user(&bob)).await.unwrap();
     let doc = tx.documents().get(bob_doc.id).await.unwrap();
     assert_eq!((doc.status, doc.deleted_at, doc.updated_at), (DocumentStatus::Processing, None, bob_doc.updated_at));
@@ -180,7 +180,7 @@ async fn a_failed_transaction_leaves_neither_the_write_nor_its_audit_row() {
         .await
         .unwrap();
     assert_eq!(docs, 0);
-    assert_eq!(audit_count(&db, a, actions::DOCUMENT_CREATED).await, 0);
+    assert_eq!(audit_count(&db, a, AuditAction::DocumentCreated.as_str()).await, 0);
 }
 
 #[tokio::test]
@@ -210,7 +210,7 @@ async fn audit_rows_carry_the_context_and_no_phi() {
         .unwrap();
     tx.commit().await.unwrap();
 
-    let updated = page.items.iter().find(|e| e.action == actions::DOCUMENT_UPDATED).unwrap();
+    let updated = page.items.iter().find(|e| e.known_action() == Some(AuditAction::DocumentUpdated)).unwrap();
     assert_eq!(updated.user_id, Some(alice.id));
     assert_eq!(updated.resource_id, doc.id.as_uuid());
     assert_eq!(updated.ip_address.as_deref(), Some("203.0.113.9"));
@@ -221,7 +221,7 @@ async fn audit_rows_carry_the_context_and_no_phi() {
         let text = entry.metadata.to_string();
         assert!(!text.contains("John") && !text.contains("diagnosis") && !text.contains("alice@"), "{text}");
     }
-    assert_eq!(audit_count(&db, a, actions::AUDIT_READ).await, 1);
+    assert_eq!(audit_count(&db, a, AuditAction::AuditRead.as_str()).await, 1);
 }
 
 #[tokio::test]

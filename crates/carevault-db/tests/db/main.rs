@@ -14,6 +14,7 @@ mod attacks;
 mod bootstrap;
 mod catalog;
 mod docs;
+mod docs_audit_actions;
 mod doctor;
 mod fixtures;
 mod isolation;

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use carevault_db::repo::{DocumentFilter, DocumentUpdate, SearchLimit, Threshold, User, actions};
-use carevault_db::{AppPool, DbError, Deleted, DocumentId, DocumentStatus, PageLimit, TenantTx, UserRole};
+use carevault_db::repo::{DocumentFilter, DocumentUpdate, SearchLimit, Threshold, User};
+use carevault_db::{AppPool, AuditAction, DbError, Deleted, DocumentId, DocumentStatus, PageLimit, TenantTx, UserRole};
 use carevault_testdb::TestDb;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -168,7 +168,7 @@ async fn run_case(db: &TestDb, pool: &AppPool, ops: Vec<Op>) {
         assert_eq!(seen, model.committed[t], "tenant {t} holds exactly what it committed");
         assert!(seen.is_disjoint(&model.rolled_back), "a rolled-back document survived");
         let expected_audits = creates.iter().filter(|c| **c == t).count() as i64;
-        assert_eq!(audit_count(db, owner.tenant_id, actions::DOCUMENT_CREATED).await, expected_audits);
+        assert_eq!(audit_count(db, owner.tenant_id, AuditAction::DocumentCreated.as_str()).await, expected_audits);
     }
 }
 

@@ -1,9 +1,10 @@
 //! The database scenarios of the reference suite, ported so they pass for real: on PostgreSQL,
 //! as the runtime role.
 
-use carevault_db::repo::{DocumentFilter, actions};
+use carevault_db::repo::DocumentFilter;
 use carevault_db::{
-    AuditContext, DbError, Deleted, PageLimit, PlatformTx, TenantId, TenantStatus, TenantTx, UserId, UserRole,
+    AuditAction, AuditContext, DbError, Deleted, PageLimit, PlatformTx, TenantId, TenantStatus, TenantTx, UserId,
+    UserRole,
 };
 use carevault_testdb::TestDb;
 
@@ -38,8 +39,8 @@ async fn soft_delete_sets_the_timestamp_and_restore_clears_it() {
     assert!(matches!(tx.users().restore(bob.id).await, Err(DbError::Conflict(_))));
     tx.commit().await.unwrap();
 
-    assert_eq!(audit_count(&db, acme, actions::USER_DELETED).await, 1);
-    assert_eq!(audit_count(&db, acme, actions::USER_RESTORED).await, 1);
+    assert_eq!(audit_count(&db, acme, AuditAction::UserDeleted.as_str()).await, 1);
+    assert_eq!(audit_count(&db, acme, AuditAction::UserRestored.as_str()).await, 1);
 }
 
 #[tokio::test]
@@ -83,7 +84,7 @@ async fn user_belongs_to_its_tenant() {
     let alice = user(&pool, acme, "Alice@Acme.test", UserRole::Viewer).await;
     assert_eq!(alice.tenant_id, acme);
     assert_eq!(alice.email, "alice@acme.test", "emails are stored lower-case");
-    assert_eq!(audit_count(&db, acme, actions::USER_CREATED).await, 1);
+    assert_eq!(audit_count(&db, acme, AuditAction::UserCreated.as_str()).await, 1);
 }
 
 #[tokio::test]
@@ -132,7 +133,7 @@ async fn document_stores_a_1024_dimension_vector() {
     let dims: i32 =
         sqlx::query_scalar("SELECT vector_dims(embedding_vector) FROM documents").fetch_one(&mut conn).await.unwrap();
     assert_eq!(dims, 1024);
-    assert_eq!(audit_count(&db, acme, actions::DOCUMENT_READ).await, 2);
+    assert_eq!(audit_count(&db, acme, AuditAction::DocumentRead.as_str()).await, 2);
 }
 
 #[tokio::test]
@@ -272,7 +273,7 @@ async fn same_tenant_reads_work() {
     assert_eq!(tx.documents().get(doc.id).await.unwrap().filename, "a.pdf");
     assert_eq!(tx.tenant().read().await.unwrap().id, a);
     tx.commit().await.unwrap();
-    assert_eq!(audit_count(&db, a, actions::TENANT_READ).await, 1);
+    assert_eq!(audit_count(&db, a, AuditAction::TenantRead.as_str()).await, 1);
 }
 
 #[tokio::test]

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use carevault_db::repo::{SearchHit, SearchLimit, Threshold, actions};
-use carevault_db::{AppPool, DocumentId, Embedding, TenantId, TenantTx, UserId, UserRole};
+use carevault_db::repo::{SearchHit, SearchLimit, Threshold};
+use carevault_db::{AppPool, AuditAction, DocumentId, Embedding, TenantId, TenantTx, UserId, UserRole};
 use carevault_testdb::TestDb;
 use sqlx::Acquire;
 
@@ -116,7 +116,7 @@ async fn exact(f: &Fixture, tenant: TenantId, query: &Embedding) -> Vec<(Documen
 async fn last_scan(f: &Fixture, tenant: TenantId) -> String {
     let mut conn = app_session(&f.db, Some(tenant)).await;
     sqlx::query_scalar("SELECT metadata->>'scan' FROM audit_logs WHERE action = $1 ORDER BY created_at DESC LIMIT 1")
-        .bind(actions::DOCUMENT_SEARCHED)
+        .bind(AuditAction::DocumentSearched.as_str())
         .fetch_one(&mut conn)
         .await
         .unwrap()
