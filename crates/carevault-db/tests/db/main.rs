@@ -13,6 +13,7 @@
 mod attacks;
 mod bootstrap;
 mod catalog;
+mod cluster;
 mod docs;
 mod doctor;
 mod fixtures;
