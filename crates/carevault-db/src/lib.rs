@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cluster;
 pub mod doctor;
 mod domain;
 mod error;

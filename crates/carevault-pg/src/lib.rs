@@ -13,6 +13,9 @@
 //!   because `initdb` and `postgres` refuse to run as root and then run as the system user
 //!   `carevault`, which must be able to reach every file.
 //!
+//! The lifecycle tests on a real server are in `crates/carevault-testdb/tests/pg_cluster.rs`: they
+//! use carevault-testdb's scratch directories, and carevault-testdb depends on this crate.
+//!
 //! ```no_run
 //! use carevault_pg::{Cluster, ClusterOptions, Paths, PgBinaries};
 //!

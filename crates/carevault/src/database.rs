@@ -3,12 +3,14 @@
 use std::str::FromStr;
 
 use anyhow::{Context, bail};
+use carevault_db::cluster::{self, LoginFacts};
 use carevault_db::migrate;
 use carevault_pg::{Cluster, SUPERUSER};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use crate::embedded;
+use crate::redact::redact;
 
 /// The owner URL of the database, and the embedded cluster when we are running on it.
 pub struct Database {
@@ -104,87 +106,14 @@ pub async fn owner_pool(url: &str) -> anyhow::Result<PgPool> {
         .with_context(|| format!("cannot connect to {}", redact(url)))
 }
 
-/// What the server should know about the login of one of its pools.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoginPrivileges {
-    /// The login role.
-    pub role: String,
-    /// A superuser: RLS does not apply to it, and it can switch back from the runtime role.
-    pub superuser: bool,
-    /// BYPASSRLS.
-    pub bypass_rls: bool,
-}
-
-/// Connects once to `url` and reads its login's attributes.
-// Why here and not in carevault-db: it reads a catalog, no tenant data, for a start-up warning;
-// `doctor` will own the full version of this check.
-pub async fn login_privileges(url: &str) -> anyhow::Result<LoginPrivileges> {
+/// Connects once to `url` and reads what its login role may do (superuser, `BYPASSRLS`).
+pub async fn login_facts(url: &str) -> anyhow::Result<LoginFacts> {
     let options = PgConnectOptions::from_str(url)?.disable_statement_logging();
     let mut conn = tokio::time::timeout(std::time::Duration::from_secs(10), PgConnection::connect_with(&options))
         .await
         .context("timed out connecting")??;
-    let (role, superuser, bypass_rls): (String, bool, bool) = sqlx::query_as(
-        "SELECT rolname::text, rolsuper, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user",
-    )
-    .fetch_one(&mut conn)
-    .await?;
+    let facts = cluster::login_facts(&mut conn).await?;
+    // Failing to close politely changes nothing.
     let _ = conn.close().await;
-    Ok(LoginPrivileges { role, superuser, bypass_rls })
-}
-
-/// The URL with its password (in the user info or a `password=` parameter) replaced by `***`,
-/// for logs and error messages.
-pub fn redact(url: &str) -> String {
-    let url = redact_password_parameter(url);
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url;
-    };
-    // The user info ends at the last '@' before the path; a password may itself contain '@'.
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url;
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-        None => url,
-    }
-}
-
-/// libpq also accepts the password as a query parameter (`?password=...`).
-fn redact_password_parameter(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_string();
-    };
-    let parameters: Vec<String> = query
-        .split('&')
-        .map(|parameter| match parameter.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => parameter.to_string(),
-        })
-        .collect();
-    format!("{base}?{}", parameters.join("&"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://u:secret@db:5432/x"), "postgres://u:***@db:5432/x");
-        assert_eq!(redact("postgresql://u:p@ss@db/x?sslmode=require"), "postgresql://u:***@db/x?sslmode=require");
-        assert_eq!(redact("postgres://u:secret@db"), "postgres://u:***@db");
-        assert_eq!(
-            redact("postgres://u@db/x?sslmode=require&password=secret"),
-            "postgres://u@db/x?sslmode=require&password=***"
-        );
-    }
-
-    #[test]
-    fn urls_without_password_are_unchanged() {
-        for url in ["postgres://postgres@localhost/carevault?host=/tmp/x", "postgres://db/x", "not a url"] {
-            assert_eq!(redact(url), url);
-        }
-    }
+    Ok(facts)
 }

@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 use carevault_db::doctor::{self, Check, DoctorContext, Status};
 use sqlx::postgres::PgConnectOptions;
 
-use crate::database::{Database, redact};
+use crate::database::Database;
+use crate::redact::redact;
 
 /// Runs every check against `DATABASE_URL`, or the embedded default when it is unset.
 pub async fn run(json: bool, database_url: Option<String>) -> anyhow::Result<()> {

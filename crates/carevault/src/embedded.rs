@@ -1,7 +1,8 @@
-//! The embedded default (DESIGN §6): with no `DATABASE_URL`, carevault runs on a local cluster
+//! The embedded default: with no `DATABASE_URL`, carevault runs on a local cluster
 //! under its data directory, created on first use and persisting between runs.
 
 use anyhow::Context;
+use carevault_db::cluster::{DatabaseCreation, create_database, database_exists};
 use carevault_pg::{Cluster, ClusterOptions, Paths, PgBinaries, SUPERUSER};
 use sqlx::{Connection, PgConnection};
 
@@ -45,20 +46,21 @@ pub async fn stop(cluster: Cluster) {
     }
 }
 
+/// Creates [`DATABASE`] unless it exists.
 async fn ensure_database(cluster: &Cluster) -> anyhow::Result<()> {
     let mut admin = PgConnection::connect(&cluster.url(SUPERUSER, "postgres"))
         .await
         .context("cannot connect to the embedded PostgreSQL")?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1)")
-        .bind(DATABASE)
-        .fetch_one(&mut admin)
-        .await?;
-    if !exists {
-        match sqlx::query("CREATE DATABASE carevault").execute(&mut admin).await {
-            Ok(_) => tracing::info!("created database {DATABASE}"),
-            // 42P04 duplicate_database: another carevault process created it meanwhile.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
-            Err(e) => return Err(e).context("cannot create the database carevault"),
+    // Looked up first: creating an existing database would log an error in the server's log on
+    // every start.
+    if !database_exists(&mut admin, DATABASE).await? {
+        match create_database(&mut admin, DATABASE)
+            .await
+            .with_context(|| format!("cannot create the database {DATABASE}"))?
+        {
+            DatabaseCreation::Created => tracing::info!("created database {DATABASE}"),
+            // Another carevault process created it meanwhile.
+            DatabaseCreation::AlreadyExists => {}
         }
     }
     admin.close().await?;

@@ -12,6 +12,7 @@ mod doctor_cmd;
 mod embedded;
 mod healthcheck;
 mod migrate_cmd;
+mod redact;
 mod serve;
 mod token_cmd;
 

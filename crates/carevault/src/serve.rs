@@ -13,8 +13,8 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::{self, DatabaseConfig, ServeConfig};
-use crate::database::{self, redact};
-use crate::{demo, dev_secret, embedded};
+use crate::redact::redact;
+use crate::{database, demo, dev_secret, embedded};
 
 /// Extra time, beyond the request timeout, that in-flight requests get to finish on shutdown.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -191,7 +191,7 @@ fn print_quick_start(
 async fn warn_about_logins(app: &str, platform: &str) {
     let urls: Vec<&str> = if app == platform { vec![app] } else { vec![app, platform] };
     for url in urls {
-        match database::login_privileges(url).await {
+        match database::login_facts(url).await {
             Ok(login) if login.superuser || login.bypass_rls => tracing::warn!(
                 role = %login.role,
                 "the server logs in as {}, which {}: it switches to carevault_app per transaction so RLS applies, \

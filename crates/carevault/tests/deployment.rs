@@ -88,7 +88,7 @@ fn the_template_lists_every_variable_of_the_configuration_table_with_its_default
         assert!(entry["description"].as_str().is_some_and(|d| d.len() > 10), "{name}: a description");
         assert!(entry["required"].is_boolean(), "{name}: required true or false");
     }
-    // The production rules of config.rs, as the template states them.
+    // The production rules of src/config, as the template states them.
     for name in ["DATABASE_URL", "OIDC_ISSUER_URL", "OIDC_CLIENT_ID", "ALLOWED_ORIGINS"] {
         assert_eq!(listed[name]["required"], true, "{name} is required in the container");
     }
@@ -353,8 +353,9 @@ fn the_readme_configuration_section_names_every_variable() {
 }
 
 #[test]
-fn variables_read_outside_config_rs_are_read_where_the_table_says() {
-    // config.rs's unit test proves the table matches what config.rs reads, except these.
+fn variables_read_outside_the_config_module_are_read_where_the_table_says() {
+    // The unit tests of src/config/variables.rs prove the table matches what src/config reads,
+    // except these.
     let main = read("crates/carevault/src/main.rs");
     assert!(main.contains("\"LOG_LEVEL\""), "main.rs reads LOG_LEVEL");
     let paths = read("crates/carevault-pg/src/paths.rs");

@@ -13,6 +13,7 @@
 mod attacks;
 mod bootstrap;
 mod catalog;
+mod cluster;
 mod docs;
 mod docs_audit_actions;
 mod doctor;

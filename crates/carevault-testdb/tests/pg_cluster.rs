@@ -1,5 +1,10 @@
-//! Cluster lifecycle on a real PostgreSQL: create, start, reuse, and stop only when nobody else
-//! uses the server.
+//! carevault-pg's cluster lifecycle on a real PostgreSQL: create, start, reuse, and stop only
+//! when nobody else uses the server.
+//!
+//! These tests live here rather than in carevault-pg because they need this crate's
+//! [`ScratchDir`] (a directory the `carevault` system user can reach, cleaned up with any server
+//! left running in it), and carevault-testdb depends on carevault-pg: a dev-dependency the other
+//! way round would be a cycle.
 
 use carevault_pg::{Cluster, ClusterOptions, Paths, PgBinaries, PgError};
 use carevault_testdb::{ScratchDir, is_running, stop_postmaster};

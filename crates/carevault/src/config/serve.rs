@@ -1,0 +1,219 @@
+//! Everything `carevault serve` needs, read at once so that every problem is reported together.
+//! The defaults are the libraries' ([`PoolConfig::default`], [`ApiConfig::default`],
+//! [`carevault_api::auth::AuthConfig::default`]); the accepted ranges are the binary's.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use carevault_api::auth::AuthConfig;
+use carevault_api::{ApiConfig, Environment};
+use carevault_db::PoolConfig;
+
+use super::auth::auth_with;
+use super::database::{DatabaseConfig, database_with};
+use super::listen::listen_with;
+use super::origins::{origins_with, proxies_with};
+use super::vars::{ConfigError, Unit, Vars};
+
+/// `PLATFORM_API_TOKEN`'s minimum length in bytes.
+const MIN_PLATFORM_TOKEN_BYTES: usize = 32;
+
+/// Everything `carevault serve` needs, validated.
+#[derive(Clone)]
+pub struct ServeConfig {
+    /// `ENVIRONMENT`.
+    pub environment: Environment,
+    /// `--listen`, else `0.0.0.0:$PORT`, else [`super::listen::DEFAULT_LISTEN`].
+    pub listen: SocketAddr,
+    /// The pools' URLs.
+    pub database: DatabaseConfig,
+    /// `DB_POOL_SIZE`, `DB_ACQUIRE_TIMEOUT_MS`, `DB_STATEMENT_CACHE`.
+    pub pool: PoolConfig,
+    /// The HTTP layer's settings.
+    pub api: ApiConfig,
+    /// Token verification. On the embedded default in development without `JWT_HS256_SECRET`,
+    /// `serve` fills in the generated development secret.
+    pub auth: AuthConfig,
+}
+
+impl fmt::Debug for ServeConfig {
+    // Why by hand: ApiConfig's derived Debug would print PLATFORM_API_TOKEN.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("environment", &self.environment)
+            .field("listen", &self.listen)
+            .field("database", &self.database)
+            .field("pool", &self.pool)
+            .field("allowed_origins", &self.api.allowed_origins)
+            .field("trusted_proxies", &self.api.trusted_proxies)
+            .field("request_timeout", &self.api.request_timeout)
+            .field("max_body_bytes", &self.api.max_body_bytes)
+            .field("platform_api", &self.api.platform_api_token.is_some())
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+/// The whole server configuration. `listen` is the `--listen` argument.
+pub fn serve_config(lookup: &dyn Fn(&str) -> Option<String>, listen: Option<&str>) -> Result<ServeConfig, ConfigError> {
+    let mut vars = Vars::new(lookup);
+    let environment = vars.environment();
+    let listen = listen_with(&mut vars, listen);
+    let database = database_with(&mut vars);
+    let pool = pool_with(&mut vars);
+    let api = api_with(&mut vars, environment);
+    let auth = auth_with(&mut vars, environment);
+    vars.finish(ServeConfig { environment, listen, database, pool, api, auth })
+}
+
+/// `DB_POOL_SIZE`, `DB_ACQUIRE_TIMEOUT_MS` and `DB_STATEMENT_CACHE`.
+fn pool_with(vars: &mut Vars<'_>) -> PoolConfig {
+    let default = PoolConfig::default();
+    let max_connections = vars.number("DB_POOL_SIZE", u64::from(default.max_connections), 1, 1000);
+    PoolConfig {
+        max_connections: u32::try_from(max_connections).unwrap_or(default.max_connections),
+        acquire_timeout: vars.duration(
+            "DB_ACQUIRE_TIMEOUT_MS",
+            Unit::Milliseconds,
+            default.acquire_timeout,
+            1,
+            600_000,
+        ),
+        // Off behind PgBouncer < 1.21 in transaction mode: queries are then sent as unnamed
+        // statements.
+        statement_cache: vars.flag("DB_STATEMENT_CACHE", default.statement_cache),
+    }
+}
+
+/// The HTTP layer's settings: origins, proxies, limits and the platform API's token.
+fn api_with(vars: &mut Vars<'_>, environment: Environment) -> ApiConfig {
+    let default = ApiConfig::default();
+    let allowed_origins = origins_with(vars, environment);
+    let trusted_proxies = proxies_with(vars);
+    let request_timeout = vars.duration("REQUEST_TIMEOUT_SECONDS", Unit::Seconds, default.request_timeout, 1, 3600);
+    let max_body_bytes =
+        vars.number("MAX_BODY_BYTES", u64::try_from(default.max_body_bytes).unwrap_or(u64::MAX), 1024, 1 << 30);
+    let platform_api_token = vars.secret("PLATFORM_API_TOKEN");
+    if platform_api_token.as_ref().is_some_and(|t| t.len() < MIN_PLATFORM_TOKEN_BYTES) {
+        vars.problem(format!(
+            "PLATFORM_API_TOKEN must be at least {MIN_PLATFORM_TOKEN_BYTES} bytes (e.g. `openssl rand -hex 32`), or \
+             unset to disable the platform API"
+        ));
+    }
+    ApiConfig {
+        environment,
+        allowed_origins,
+        trusted_proxies,
+        request_timeout,
+        max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(default.max_body_bytes),
+        platform_api_token,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::listen::DEFAULT_LISTEN;
+    use crate::config::test_support::{PRODUCTION_OK, SECRET, mentions, problems, serve};
+
+    #[test]
+    fn an_empty_environment_gets_the_libraries_defaults() {
+        let config = serve(&[], None).expect("an empty environment is a valid development setup");
+        assert_eq!(config.environment, Environment::Development);
+        assert_eq!(config.listen, DEFAULT_LISTEN);
+        assert_eq!(config.database, DatabaseConfig::Embedded);
+        assert_eq!(config.pool, PoolConfig::default());
+        let api = ApiConfig::default();
+        assert_eq!(config.api.environment, api.environment);
+        assert_eq!(config.api.allowed_origins, api.allowed_origins);
+        assert_eq!(config.api.trusted_proxies, api.trusted_proxies);
+        assert_eq!(config.api.request_timeout, api.request_timeout);
+        assert_eq!(config.api.max_body_bytes, api.max_body_bytes);
+        assert_eq!(config.api.platform_api_token, api.platform_api_token);
+        // AuthConfig has no PartialEq; its Debug shows every field (the secret only as set or not).
+        assert_eq!(format!("{:?}", config.auth), format!("{:?}", AuthConfig::default()));
+        assert_eq!(config.auth.hs256_secret, None);
+    }
+
+    #[test]
+    fn a_complete_production_setup_is_accepted() {
+        let config = serve(PRODUCTION_OK, None).expect("valid");
+        assert_eq!(config.environment, Environment::Production);
+        assert_eq!(config.api.environment, Environment::Production);
+        assert_eq!(config.api.allowed_origins, ["https://app.example.com", "https://admin.example.com"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let found = problems(&[
+            ("ENVIRONMENT", "production"),
+            ("JWT_HS256_SECRET", SECRET),
+            ("DB_POOL_SIZE", "many"),
+            ("PORT", "http"),
+        ]);
+        for name in ["JWT_HS256_SECRET", "ALLOWED_ORIGINS", "OIDC_ISSUER_URL", "OIDC_CLIENT_ID", "DB_POOL_SIZE", "PORT"]
+        {
+            assert!(mentions(&found, &[name]), "{name} missing from {found:?}");
+        }
+        let message = ConfigError(found).to_string();
+        assert!(message.starts_with("invalid configuration:\n  - "), "{message}");
+    }
+
+    #[test]
+    fn bad_values_are_named_with_the_fix() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("ENVIRONMENT", "prod", &["ENVIRONMENT", "development, staging or production", "\"prod\""]),
+            ("DB_POOL_SIZE", "0", &["DB_POOL_SIZE", "from 1 to", "unset it for the default"]),
+            ("DB_ACQUIRE_TIMEOUT_MS", "2s", &["DB_ACQUIRE_TIMEOUT_MS", "whole number"]),
+            ("DB_STATEMENT_CACHE", "off", &["DB_STATEMENT_CACHE", "true or false"]),
+            ("REQUEST_TIMEOUT_SECONDS", "-5", &["REQUEST_TIMEOUT_SECONDS", "whole number"]),
+            ("MAX_BODY_BYTES", "1MB", &["MAX_BODY_BYTES", "whole number"]),
+            ("JWT_MAX_LIFETIME_MINUTES", "0", &["JWT_MAX_LIFETIME_MINUTES", "from 1"]),
+            ("JWT_LEEWAY_SECONDS", "x", &["JWT_LEEWAY_SECONDS"]),
+            ("JWKS_CACHE_TTL_SECONDS", "0", &["JWKS_CACHE_TTL_SECONDS"]),
+            ("JWT_HS256_SECRET", "short", &["JWT_HS256_SECRET", "32 bytes"]),
+            ("PLATFORM_API_TOKEN", "short", &["PLATFORM_API_TOKEN", "32 bytes"]),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, nope", &["TRUSTED_PROXIES", "\"nope\""]),
+            ("ALLOWED_ORIGINS", "https://app.example.com/", &["ALLOWED_ORIGINS", "trailing"]),
+            ("OIDC_ISSUER_URL", "idp.example.com", &["OIDC_ISSUER_URL"]),
+            ("OIDC_CLIENT_ID", "carevault", &["OIDC_ISSUER_URL"]),
+            ("DATABASE_URL", "mysql://u:hunter2@db/x", &["DATABASE_URL", "PostgreSQL URL"]),
+            ("APP_DATABASE_URL", "postgres://carevault_api@db/x", &["PLATFORM_DATABASE_URL", "DATABASE_URL"]),
+        ];
+        for (name, value, words) in cases {
+            let found = problems(&[(name, value)]);
+            assert!(mentions(&found, words), "{name}={value}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn good_values_are_parsed() {
+        let config = serve(
+            &[
+                ("ENVIRONMENT", "staging"),
+                ("DB_POOL_SIZE", "25"),
+                ("DB_ACQUIRE_TIMEOUT_MS", "500"),
+                ("DB_STATEMENT_CACHE", "false"),
+                ("REQUEST_TIMEOUT_SECONDS", "5"),
+                ("MAX_BODY_BYTES", "65536"),
+                ("JWT_HS256_SECRET", SECRET),
+                ("PLATFORM_API_TOKEN", SECRET),
+                ("LOG_LEVEL", "debug"),
+            ],
+            None,
+        )
+        .expect("valid");
+        assert_eq!(config.environment, Environment::Staging);
+        assert_eq!(config.pool.max_connections, 25);
+        assert_eq!(config.pool.acquire_timeout, Duration::from_millis(500));
+        assert!(!config.pool.statement_cache);
+        assert_eq!(config.api.request_timeout, Duration::from_secs(5));
+        assert_eq!(config.api.max_body_bytes, 65536);
+        assert_eq!(config.api.platform_api_token.as_deref(), Some(SECRET));
+        // Debug never shows the secrets.
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(SECRET), "{debug}");
+    }
+}
