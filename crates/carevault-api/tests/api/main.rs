@@ -13,3 +13,4 @@ mod helpers;
 mod roles;
 mod search;
 mod tokens;
+mod transactions;
