@@ -13,8 +13,8 @@
 use std::borrow::Cow;
 
 use carevault_db::{
-    BoundedText, DocumentStatus, Email, Embedding, METADATA_MAX_BYTES, METADATA_MAX_DEPTH, METADATA_MAX_NUMBER,
-    TenantStatus, UserRole, ValidationError,
+    BoundedText, Deleted, DocumentStatus, Email, Embedding, METADATA_MAX_BYTES, METADATA_MAX_DEPTH,
+    METADATA_MAX_NUMBER, TenantStatus, UserRole, ValidationError,
 };
 use serde_json::Value;
 use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type};
@@ -148,16 +148,29 @@ schema_type!(
     TenantStatusName => names(TenantStatus::ALL.iter().map(|s| s.as_str()), "A tenant's status.")
 );
 schema_type!(
-    /// `handlers::parse_deleted`.
+    /// `?deleted=` of the lists, read by `handlers::parse_deleted`.
     DeletedFilter => names(
-        crate::handlers::DELETED_FILTERS.iter().map(|(name, _)| *name),
+        Self::VALUES.iter().map(|(name, _)| *name),
         "Soft-deleted rows: `exclude` (the default), `only` or `include`."
     )
 );
+
+impl DeletedFilter {
+    /// Each value and the rows it selects; the first is the default.
+    pub const VALUES: [(&'static str, Deleted); 3] =
+        [("exclude", Deleted::Exclude), ("only", Deleted::Only), ("include", Deleted::Include)];
+}
+
 schema_type!(
     /// `GET /documents/{id}?include=`.
-    DocumentInclude => names([crate::handlers::documents::INCLUDE_EMBEDDING], "`embedding` adds the embedding.")
+    DocumentInclude => names([Self::EMBEDDING], "`embedding` adds the embedding.")
 );
+
+impl DocumentInclude {
+    /// The one value: the answer includes the embedding.
+    pub const EMBEDDING: &'static str = "embedding";
+}
+
 schema_type!(
     /// `handlers::decode_cursor`.
     PageCursor => ObjectBuilder::new()

@@ -15,9 +15,6 @@ use super::{
 use crate::extract::{ApiJson, ApiQuery, Authed, Member, Viewer};
 use crate::{ApiError, ErrorCode, schema};
 
-/// The one value of `GET /documents/{id}?include=`.
-pub(crate) const INCLUDE_EMBEDDING: &str = "embedding";
-
 /// A document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DocumentResponse {
@@ -264,7 +261,7 @@ pub async fn get(
     let id: DocumentId = parse_id(&id)?;
     let with_embedding = match query.include.as_deref() {
         None => false,
-        Some(INCLUDE_EMBEDDING) => true,
+        Some(schema::DocumentInclude::EMBEDDING) => true,
         Some(_) => return Err(ApiError::new(ErrorCode::Val003).with_message("include: only `embedding` is supported")),
     };
     let mut tx = authed.begin().await?;
