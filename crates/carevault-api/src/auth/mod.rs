@@ -41,7 +41,6 @@
 //! # }
 //! ```
 
-mod b64;
 mod claims;
 mod jwks;
 
