@@ -84,10 +84,6 @@ fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[ipnet::IpNet]
     Some(peer)
 }
 
-/// Marks a response whose body already holds the envelope's `error` member.
-#[derive(Debug, Clone, Copy)]
-pub struct EnvelopeIncluded;
-
 /// Renders every error response as the envelope: [`ApiError`]s recorded by handlers and
 /// extractors, and the bare statuses produced by axum itself (unknown route, wrong method) or by
 /// layers (body limit, timeout).

@@ -134,7 +134,7 @@ pub(crate) fn decode_and_check(
     // OIDC's `email_verified` is a boolean; Cognito sends the string "true".
     let email_verified = matches!(claims.get("email_verified"), Some(Value::Bool(true)))
         || matches!(claims.get("email_verified"), Some(Value::String(v)) if v == "true");
-    Ok(VerifiedToken { sub, tenant, email, email_verified, issued_at: Some(issued_at), expires_at })
+    Ok(VerifiedToken { sub, tenant, email, email_verified, issued_at, expires_at })
 }
 
 /// RFC 7519 NumericDate: seconds since the epoch, possibly fractional (truncated).
