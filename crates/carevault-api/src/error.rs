@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use carevault_db::{DbError, ValidationError};
 use serde::Serialize;
 
+use crate::auth::AuthError;
+
 /// Every code the API can return, with its HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 pub enum ErrorCode {
@@ -240,6 +242,23 @@ impl From<DbError> for ApiError {
                 // bound values, so this cannot log PHI.
                 tracing::error!(error = %other, "database error");
                 ApiError::new(ErrorCode::Sys003)
+            }
+        }
+    }
+}
+
+/// The answer to a refused token. `KeysUnavailable` is not the client's fault (the identity
+/// provider's keys were never fetched, so the token cannot be checked either way): a retryable
+/// 503, not a 401.
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        match error {
+            AuthError::Malformed(_) => ApiError::new(ErrorCode::Auth001),
+            AuthError::Expired | AuthError::NotYetValid => ApiError::new(ErrorCode::Auth003),
+            AuthError::BadSignature(_) => ApiError::new(ErrorCode::Auth004),
+            AuthError::KeysUnavailable(why) => {
+                tracing::warn!(%why, "identity provider keys unavailable");
+                ApiError::new(ErrorCode::Sys001)
             }
         }
     }

@@ -7,13 +7,13 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use carevault_db::repo::{Tenant, User};
-use carevault_db::{AuditContext, BoundedText, DbError, Email, TenantId, TenantTx, UserRole};
+use carevault_db::{AppPool, AuditContext, BoundedText, DbError, Email, TenantId, TenantTx, UserRole};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::auth::{AuthError, VerifiedToken};
+use crate::auth::VerifiedToken;
 use crate::middleware::{ClientIp, RequestId};
 use crate::{ApiError, AppState, ErrorCode};
 
@@ -102,19 +102,61 @@ fn rank(role: UserRole) -> u8 {
     }
 }
 
-/// An authenticated tenant request, allowed by the role matrix, holding the request's one
-/// [`TenantTx`]: the handler does its work and commits it (its audit rows with it). Dropping it
-/// rolls everything back, including a just-in-time provisioning.
+/// An authenticated tenant request, allowed by the role matrix: who is calling, and the door to
+/// their tenant's data. It holds no database connection.
+///
+/// Extraction verifies the token (no database), then resolves the caller in a short
+/// [`TenantTx`] of its own (tenant, user, just-in-time provisioning, role matrix), commits it and
+/// releases the connection before the handler runs. Authentication and authorisation errors (401,
+/// 403) therefore still come from the extractor, before the handler validates its input. The
+/// tenant, the user and the role are as read then: a suspension, deletion or demotion committed
+/// later applies from the caller's next request.
+///
+/// The handler opens the tenant's transaction with [`Authed::begin`] when it needs the database,
+/// after parsing its input, so that neither a validation error nor a call to another service
+/// (object store, key service, ...) holds a pooled connection. Each access to tenant data writes
+/// its audit row on the transaction it runs in (the repositories see to it); a handler that opens
+/// several transactions, one after the other, commits each on its own.
+///
+/// A just-in-time provisioning (audited `user.provisioned`) is a complete action, committed by the
+/// extractor: it stays even when the handler later fails.
 pub struct Authed<R> {
-    /// The request's tenant transaction, acting as `user`.
-    pub tx: TenantTx,
-    /// The caller.
+    /// The caller (as read during extraction).
     pub user: User,
-    /// The caller's tenant.
+    /// The caller's tenant (as read during extraction).
     pub tenant: Tenant,
     /// The verified token.
     pub token: VerifiedToken,
+    /// The request's audit context, naming the caller.
+    context: AuditContext,
+    /// The pool of the tenant path, for [`Authed::begin`].
+    pool: AppPool,
     role: PhantomData<R>,
+}
+
+impl<R> Authed<R> {
+    /// Opens a transaction of the caller's tenant acting as the caller (`app.current_user_id` and
+    /// the `user_id` of its audit rows), in one round trip after `BEGIN`. Call it when the
+    /// database is needed, and commit what it returns: dropping it rolls back, audit rows
+    /// included.
+    ///
+    /// ```no_run
+    /// # use carevault_api::extract::{Authed, Viewer};
+    /// # async fn handler(authed: Authed<Viewer>) -> Result<(), carevault_api::ApiError> {
+    /// // ... parse and validate the input first: no connection is held yet ...
+    /// let mut tx = authed.begin().await?;
+    /// let tenant = tx.tenant().read().await?; // audited `tenant.read`, on this transaction
+    /// tx.commit().await?;
+    /// # let _ = tenant; Ok(()) }
+    /// ```
+    pub async fn begin(&self) -> Result<TenantTx, DbError> {
+        TenantTx::begin(&self.pool, self.tenant.id, self.context.clone()).await
+    }
+
+    /// The request's audit context: request id, client address, user agent, and the caller.
+    pub fn context(&self) -> &AuditContext {
+        &self.context
+    }
 }
 
 impl<R: MinRole> FromRequestParts<AppState> for Authed<R> {
@@ -122,73 +164,88 @@ impl<R: MinRole> FromRequestParts<AppState> for Authed<R> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or_else(|| ApiError::new(ErrorCode::Auth001))?;
-        let token = state.inner.auth.verify(token).await.map_err(auth_error)?;
-        let tenant_id = match &token.tenant {
-            None => return Err(ApiError::new(ErrorCode::Auth005)),
-            // The seeded System tenant holds platform rows only; nobody signs in to it.
-            Some(serde_json::Value::String(text)) => match TenantId::parse(text) {
-                Ok(id) if id != TenantId::SYSTEM => id,
-                _ => return Err(ApiError::new(ErrorCode::Auth007)),
-            },
-            Some(_) => return Err(ApiError::new(ErrorCode::Auth007)),
-        };
-        // The lookups run in a transaction of the *claimed* tenant: RLS shows nothing of an
-        // unknown one, which becomes a 403 (DESIGN §4).
-        let mut tx = TenantTx::begin(&state.inner.app_pool, tenant_id, audit_context(parts)).await?;
-        let tenant = match tx.tenant().lookup().await? {
-            Some(tenant) if tenant.is_active() => tenant,
-            _ => return Err(ApiError::new(ErrorCode::Auth007)),
-        };
-        let sub = BoundedText::parse("sub", &token.sub, 255).map_err(|_| ApiError::new(ErrorCode::Auth001))?;
-        let user = match tx.users().find_by_external_id(sub.as_str()).await? {
-            Some(user) if user.is_deleted() => return Err(ApiError::new(ErrorCode::Auth008)),
-            Some(user) => user,
-            None => {
-                let email = token
-                    .email
-                    .as_deref()
-                    .filter(|_| token.email_verified)
-                    .and_then(|email| Email::parse(email).ok())
-                    .ok_or_else(|| {
-                        ApiError::new(ErrorCode::Auth001)
-                            .with_message("token has no verified email to provision its user from")
-                    })?;
-                tx.users().provision(sub, email).await.map_err(|error| match error {
-                    DbError::Conflict(_) => ApiError::new(ErrorCode::Res409)
-                        .with_message("another active user of this tenant has the token's email"),
-                    other => other.into(),
-                })?
-            }
-        };
-        tx.set_user(user.id).await?;
-        if rank(user.role) < rank(R::ROLE) {
-            // Committed on its own: the refusal is on record even though nothing else happens.
-            let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
-            let details = json!({ "method": parts.method.as_str(), "route": route, "required": R::ROLE.as_str() });
-            tx.audit_log().append(carevault_db::AuditAction::AccessDenied, tenant_id.as_uuid(), details).await?;
-            tx.commit().await?;
-            return Err(ApiError::new(ErrorCode::Auth009));
-        }
-        Ok(Authed { tx, user, tenant, token, role: PhantomData })
+        let token = state.inner.auth.verify(token).await?;
+        let tenant_id = claimed_tenant(&token)?;
+        let pool = &state.inner.app_pool;
+        let (tenant, user) = resolve_caller(pool, tenant_id, &token, R::ROLE, parts).await?;
+        let mut context = audit_context(parts);
+        context.user_id = Some(user.id);
+        Ok(Authed { user, tenant, token, context, pool: pool.clone(), role: PhantomData })
     }
+}
+
+/// The tenant the token claims. The seeded System tenant holds platform rows only; nobody signs in
+/// to it.
+fn claimed_tenant(token: &VerifiedToken) -> Result<TenantId, ApiError> {
+    match &token.tenant {
+        None => Err(ApiError::new(ErrorCode::Auth005)),
+        Some(serde_json::Value::String(text)) => match TenantId::parse(text) {
+            Ok(id) if id != TenantId::SYSTEM => Ok(id),
+            _ => Err(ApiError::new(ErrorCode::Auth007)),
+        },
+        Some(_) => Err(ApiError::new(ErrorCode::Auth007)),
+    }
+}
+
+/// Resolves the caller in a transaction of its own, committed before the handler runs: the
+/// tenant (existing and active, else 403 `AUTH_007`) and the user by `sub` in one lookup (a
+/// soft-deleted user is 403 `AUTH_008`; an unknown `sub` with a verified email is provisioned as a
+/// viewer), then the role matrix (a refusal is audited `access.denied` and committed: it is on
+/// record even though nothing else happens). It writes nothing otherwise.
+async fn resolve_caller(
+    pool: &AppPool,
+    tenant_id: TenantId,
+    token: &VerifiedToken,
+    required: UserRole,
+    parts: &Parts,
+) -> Result<(Tenant, User), ApiError> {
+    // The `sub` is looked up trimmed, as `BoundedText` keeps it. One that is not valid text is
+    // refused (401) only after the tenant check, so that an unknown tenant is reported first.
+    let sub = BoundedText::parse("sub", &token.sub, 255);
+    let key = sub.as_ref().map_or(token.sub.as_str(), BoundedText::as_str);
+    // The transaction is the *claimed* tenant's: RLS shows nothing of an unknown one, which
+    // becomes a 403.
+    let mut tx = TenantTx::begin(pool, tenant_id, audit_context(parts)).await?;
+    let (tenant, found) = match tx.tenant().lookup_with_user(key).await? {
+        Some((tenant, found)) if tenant.is_active() => (tenant, found),
+        _ => return Err(ApiError::new(ErrorCode::Auth007)),
+    };
+    let sub = sub.map_err(|_| ApiError::new(ErrorCode::Auth001))?;
+    let user = match found {
+        Some(user) if user.is_deleted() => return Err(ApiError::new(ErrorCode::Auth008)),
+        Some(user) => user,
+        None => provision(&mut tx, sub, token).await?,
+    };
+    if rank(user.role) < rank(required) {
+        tx.set_user(user.id).await?;
+        let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
+        let details = json!({ "method": parts.method.as_str(), "route": route, "required": required.as_str() });
+        tx.audit_log().append(carevault_db::AuditAction::AccessDenied, tenant_id.as_uuid(), details).await?;
+        tx.commit().await?;
+        return Err(ApiError::new(ErrorCode::Auth009));
+    }
+    tx.commit().await?;
+    Ok((tenant, user))
+}
+
+/// Just-in-time provisioning of an unknown `sub` as a viewer, from the token's verified email.
+async fn provision(tx: &mut TenantTx, sub: BoundedText, token: &VerifiedToken) -> Result<User, ApiError> {
+    let verified = token.email.as_deref().filter(|_| token.email_verified);
+    let email = verified.and_then(|email| Email::parse(email).ok()).ok_or_else(|| {
+        ApiError::new(ErrorCode::Auth001).with_message("token has no verified email to provision its user from")
+    })?;
+    tx.users().provision(sub, email).await.map_err(|error| match error {
+        DbError::Conflict(_) => {
+            ApiError::new(ErrorCode::Res409).with_message("another active user of this tenant has the token's email")
+        }
+        other => other.into(),
+    })
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then_some(token.trim())
-}
-
-fn auth_error(error: AuthError) -> ApiError {
-    match error {
-        AuthError::Malformed(_) => ApiError::new(ErrorCode::Auth001),
-        AuthError::Expired | AuthError::NotYetValid => ApiError::new(ErrorCode::Auth003),
-        AuthError::BadSignature(_) => ApiError::new(ErrorCode::Auth004),
-        AuthError::KeysUnavailable(why) => {
-            tracing::warn!(%why, "identity provider keys unavailable");
-            ApiError::new(ErrorCode::Sys001)
-        }
-    }
 }
 
 /// The audit context of a request: request id, client address, user agent.

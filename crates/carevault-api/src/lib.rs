@@ -1,11 +1,20 @@
 //! carevault's HTTP API: the axum router, authentication, the error envelope, the handlers and
-//! the OpenAPI document. It never writes SQL: every handler works through the
-//! [`carevault_db::TenantTx`] that [`extract::Authed`] opens for the request (or a
+//! the OpenAPI document. It never writes SQL: handlers reach tenant data through the
+//! [`carevault_db::TenantTx`] that [`extract::Authed::begin`] opens for the caller (or a
 //! [`carevault_db::PlatformTx`] on the platform API).
 //!
-//! Request flow: request id and client address → error envelope → panic catcher → timeout →
-//! CORS → body read in full (limit) → route → `Authed` (token, tenant, user, role) → handler →
-//! commit.
+//! The life of a request:
+//!
+//! 1. request id and client address → error envelope → panic catcher → timeout → CORS → body read
+//!    in full (limit) → route;
+//! 2. [`extract::Authed`]: the token is verified (no database), then the caller is resolved in a
+//!    short tenant transaction of its own (tenant, user, just-in-time provisioning, role matrix),
+//!    which is committed and its connection released; 401 and 403 come from here;
+//! 3. the handler parses and validates its input (no connection held), then opens the tenant
+//!    transaction it needs with `Authed::begin` (or several, one after the other), where every
+//!    access to tenant data writes its audit row, and commits it.
+//!
+//! No pooled connection is held while a handler validates its input or waits on another service.
 
 pub mod auth;
 mod config;

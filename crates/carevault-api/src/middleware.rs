@@ -84,10 +84,6 @@ fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[ipnet::IpNet]
     Some(peer)
 }
 
-/// Marks a response whose body already holds the envelope's `error` member.
-#[derive(Debug, Clone, Copy)]
-pub struct EnvelopeIncluded;
-
 /// Renders every error response as the envelope: [`ApiError`]s recorded by handlers and
 /// extractors, and the bare statuses produced by axum itself (unknown route, wrong method) or by
 /// layers (body limit, timeout).
@@ -150,10 +146,13 @@ fn render(error: ApiError, request_id: String, environment: Environment, headers
     response
 }
 
-/// Reads the whole body (up to `MAX_BODY_BYTES`) before routing. Authentication opens the
-/// request's database transaction before the handler reads its body; without this, a client
-/// trickling a body would hold a pooled connection for the whole request timeout, and a handful of
-/// such clients would exhaust the pool for every tenant.
+/// Reads the whole body (up to `MAX_BODY_BYTES`) before routing, so that a body too large or
+/// broken is refused (413, 400) before authentication does any work, and a handler never waits on
+/// a trickling client. (Holding no pooled connection meanwhile no longer depends on it: [`Authed`]
+/// releases its connection before the handler runs, and handlers open their transactions after
+/// reading their input.)
+///
+/// [`Authed`]: crate::extract::Authed
 pub async fn buffer_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limit = state.inner.config.max_body_bytes;
     let (parts, body) = request.into_parts();

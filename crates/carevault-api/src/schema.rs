@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 
 use carevault_db::{
-    AuditAction, AuditResourceType, BoundedText, DocumentStatus, Email, Embedding, METADATA_MAX_BYTES,
+    AuditAction, AuditResourceType, BoundedText, Deleted, DocumentStatus, Email, Embedding, METADATA_MAX_BYTES,
     METADATA_MAX_DEPTH, METADATA_MAX_NUMBER, TenantStatus, UserRole, ValidationError,
 };
 use serde_json::Value;
@@ -155,16 +155,29 @@ schema_type!(
     )
 );
 schema_type!(
-    /// `handlers::parse_deleted`.
+    /// `?deleted=` of the lists, read by `handlers::parse_deleted`.
     DeletedFilter => names(
-        crate::handlers::DELETED_FILTERS.iter().map(|(name, _)| *name),
+        Self::VALUES.iter().map(|(name, _)| *name),
         "Soft-deleted rows: `exclude` (the default), `only` or `include`."
     )
 );
+
+impl DeletedFilter {
+    /// Each value and the rows it selects; the first is the default.
+    pub const VALUES: [(&'static str, Deleted); 3] =
+        [("exclude", Deleted::Exclude), ("only", Deleted::Only), ("include", Deleted::Include)];
+}
+
 schema_type!(
     /// `GET /documents/{id}?include=`.
-    DocumentInclude => names([crate::handlers::documents::INCLUDE_EMBEDDING], "`embedding` adds the embedding.")
+    DocumentInclude => names([Self::EMBEDDING], "`embedding` adds the embedding.")
 );
+
+impl DocumentInclude {
+    /// The one value: the answer includes the embedding.
+    pub const EMBEDDING: &'static str = "embedding";
+}
+
 schema_type!(
     /// `handlers::decode_cursor`.
     PageCursor => ObjectBuilder::new()

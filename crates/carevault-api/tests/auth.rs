@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use carevault_api::auth::{
     AuthConfig, AuthError, Authenticator, DEV_AUDIENCE, DEV_ISSUER, Tuning, VerifiedToken, mint_dev_token,
 };
+use carevault_api::{ApiError, ErrorCode};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -210,7 +211,7 @@ async fn valid_rs256_and_es256_tokens_verify() {
                 tenant: Some(json!(TENANT)),
                 email: Some("ada@example.com".into()),
                 email_verified: false,
-                issued_at: claims["iat"].as_i64(),
+                issued_at: claims["iat"].as_i64().unwrap(),
                 expires_at: claims["exp"].as_i64().unwrap(),
             }
         );
@@ -304,7 +305,7 @@ async fn idp_down_at_start_means_keys_unavailable() {
 
     let err = auth.refresh().await.unwrap_err();
     assert!(matches!(err, AuthError::KeysUnavailable(_)), "{err:?}");
-    assert_eq!(err.http_status(), 503);
+    assert_eq!(answer(err).status(), 503);
     assert!(!auth.keys_ready());
     let result = auth.verify(&rsa.sign(&claims(&idp.issuer()))).await;
     assert!(matches!(result, Err(AuthError::KeysUnavailable(_))), "{result:?}");
@@ -544,8 +545,8 @@ async fn expired_and_not_yet_valid_tokens() {
     assert!(matches!(iat, Err(AuthError::NotYetValid)), "{iat:?}");
     auth.verify(&with(json!({"iat": now + 10}))).await.unwrap();
 
-    assert_eq!(AuthError::Expired.code(), "AUTH_003");
-    assert_eq!(AuthError::NotYetValid.code(), "AUTH_003");
+    assert_eq!(answer(AuthError::Expired), ErrorCode::Auth003);
+    assert_eq!(answer(AuthError::NotYetValid), ErrorCode::Auth003);
 }
 
 #[tokio::test]
@@ -634,7 +635,7 @@ async fn lifetime_and_required_claims() {
         .await,
         "iss",
     );
-    assert_eq!(AuthError::Malformed(String::new()).code(), "AUTH_001");
+    assert_eq!(answer(AuthError::Malformed(String::new())), ErrorCode::Auth001);
 }
 
 #[tokio::test]
@@ -667,7 +668,7 @@ async fn dev_token_round_trips() {
     assert_eq!(verified.sub, "dev-admin");
     assert_eq!(verified.tenant, Some(json!(TENANT)));
     assert_eq!(verified.email.as_deref(), Some("admin@example.com"));
-    assert_eq!(verified.expires_at - verified.issued_at.unwrap(), 900);
+    assert_eq!(verified.expires_at - verified.issued_at, 900);
 
     let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(&token).unwrap();
     assert_eq!(claims["iss"], DEV_ISSUER);
@@ -739,7 +740,12 @@ fn config_validation_and_debug_redaction() {
 
 #[test]
 fn error_codes_and_statuses() {
-    assert_eq!(AuthError::BadSignature(String::new()).code(), "AUTH_004");
-    assert_eq!(AuthError::BadSignature(String::new()).http_status(), 401);
-    assert_eq!(AuthError::KeysUnavailable(String::new()).http_status(), 503);
+    assert_eq!(answer(AuthError::BadSignature(String::new())), ErrorCode::Auth004);
+    assert_eq!(answer(AuthError::BadSignature(String::new())).status(), 401);
+    assert_eq!(answer(AuthError::KeysUnavailable(String::new())).status(), 503);
+}
+
+/// The API's answer to a refused token: the mapping the extractor uses.
+fn answer(error: AuthError) -> ErrorCode {
+    ApiError::from(error).code
 }

@@ -52,7 +52,9 @@ pub struct TenantTx {
 }
 
 impl TenantTx {
-    /// Opens a transaction for `tenant_id`, switched to `carevault_app`.
+    /// Opens a transaction for `tenant_id`, switched to `carevault_app`, acting as
+    /// `context.user_id` when it is set: the user is named in the same round trip as the tenant,
+    /// so a caller that already knows who is acting needs no [`TenantTx::set_user`].
     ///
     /// An unknown tenant is not an error here: RLS then shows nothing (callers that must reject
     /// unknown tenants check [`crate::repo::CurrentTenant::lookup`]).
@@ -86,8 +88,8 @@ impl TenantTx {
         &self.context
     }
 
-    /// Names the acting user once authentication has resolved it, for the rest of the transaction:
-    /// `app.current_user_id` and the `user_id` of every later audit row.
+    /// Names the acting user once authentication has resolved it inside this transaction, for the
+    /// rest of it: `app.current_user_id` and the `user_id` of every later audit row.
     pub async fn set_user(&mut self, user_id: crate::UserId) -> Result<(), DbError> {
         self.statements
             .query("SELECT set_config('app.current_user_id', $1, true)")

@@ -1,11 +1,13 @@
 //! Token header parsing and claim checks shared by IdP and development tokens.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{AuthConfig, AuthError, MAX_TOKEN_BYTES, VerifiedToken, b64};
+use super::{AuthConfig, AuthError, MAX_TOKEN_BYTES, VerifiedToken};
 
 /// The token header fields we route on. Read by us rather than by `jsonwebtoken` because its
 /// `Header` rejects unknown algorithms (including `none`) as a JSON error, which would surface as
@@ -33,8 +35,10 @@ pub(crate) fn parse_header(token: &str) -> Result<TokenHeader, AuthError> {
     else {
         return Err(AuthError::Malformed("not a JWT (expected three dot-separated parts)".into()));
     };
+    // Unpadded base64url (RFC 7515 §2), canonical only: the engine refuses padding and a last
+    // character with non-zero unused bits (RFC 4648 §3.5), so one header has one spelling.
     let bytes =
-        b64::decode_url_no_pad(header).ok_or_else(|| AuthError::Malformed("the JWT header is not base64url".into()))?;
+        URL_SAFE_NO_PAD.decode(header).map_err(|_| AuthError::Malformed("the JWT header is not base64url".into()))?;
     let raw: RawHeader = serde_json::from_slice(&bytes)
         .map_err(|_| AuthError::Malformed("the JWT header is not a JSON object".into()))?;
     if raw.crit.is_some() {
@@ -130,7 +134,7 @@ pub(crate) fn decode_and_check(
     // OIDC's `email_verified` is a boolean; Cognito sends the string "true".
     let email_verified = matches!(claims.get("email_verified"), Some(Value::Bool(true)))
         || matches!(claims.get("email_verified"), Some(Value::String(v)) if v == "true");
-    Ok(VerifiedToken { sub, tenant, email, email_verified, issued_at: Some(issued_at), expires_at })
+    Ok(VerifiedToken { sub, tenant, email, email_verified, issued_at, expires_at })
 }
 
 /// RFC 7519 NumericDate: seconds since the epoch, possibly fractional (truncated).
@@ -167,5 +171,39 @@ fn map_jwt_error(err: jsonwebtoken::errors::Error) -> AuthError {
         }
         // Key-format and provider errors, and future kinds: fail closed as a signature problem.
         _ => AuthError::BadSignature("the token cannot be verified with this key".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::alphabet::URL_SAFE;
+    use base64::engine::general_purpose::{GeneralPurpose, NO_PAD, URL_SAFE_NO_PAD};
+
+    use super::{AuthError, parse_header};
+
+    #[test]
+    fn the_header_is_read_in_canonical_base64url_only() {
+        // 14 bytes: 19 characters, the last one carrying 4 bits of data and 2 unused bits.
+        let json = br#"{"alg":"none"}"#;
+        let canonical = URL_SAFE_NO_PAD.encode(json);
+        assert_eq!(parse_header(&format!("{canonical}.e30.sig")).unwrap().alg, "none");
+
+        // The next character of the alphabet sets an unused bit: a second spelling of the same
+        // bytes (a lenient decoder reads it), which is refused.
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let (head, last) = canonical.split_at(canonical.len() - 1);
+        let index = alphabet.iter().position(|&c| c == last.as_bytes()[0]).unwrap();
+        let tweaked = format!("{head}{}", alphabet[index + 1] as char);
+        let lenient = GeneralPurpose::new(&URL_SAFE, NO_PAD.with_decode_allow_trailing_bits(true));
+        assert_eq!(lenient.decode(&tweaked).unwrap(), json);
+        let refused = parse_header(&format!("{tweaked}.e30.sig"));
+        assert!(matches!(refused, Err(AuthError::Malformed(_))), "{refused:?}");
+
+        // Padding, the standard alphabet's characters and an impossible length are refused too.
+        for bad in [format!("{canonical}="), "eyJ+".to_string(), "eyJ/".to_string(), "eyJhb".to_string()] {
+            let refused = parse_header(&format!("{bad}.e30.sig"));
+            assert!(matches!(refused, Err(AuthError::Malformed(_))), "{bad}: {refused:?}");
+        }
     }
 }

@@ -41,7 +41,6 @@
 //! # }
 //! ```
 
-mod b64;
 mod claims;
 mod jwks;
 
@@ -182,27 +181,17 @@ pub struct VerifiedToken {
     /// `email_verified` is `true` (or the string `"true"`). Just-in-time provisioning needs it:
     /// an unverified address could name somebody else.
     pub email_verified: bool,
-    /// `iat`. Always `Some` for a verified token (it is required); kept optional for the API's
-    /// shape stability.
-    pub issued_at: Option<i64>,
+    /// `iat`, seconds since the Unix epoch (required: see the module docs).
+    pub issued_at: i64,
     /// `exp`, seconds since the Unix epoch.
     pub expires_at: i64,
 }
 
 /// Why a token was refused.
 ///
-/// Messages never contain the token or claim values. Mapping to DESIGN §7.3 (also available as
-/// [`AuthError::code`] / [`AuthError::http_status`]):
-///
-/// | variant | code | status |
-/// |---|---|---|
-/// | [`Malformed`](Self::Malformed) | `AUTH_001` | 401 |
-/// | [`Expired`](Self::Expired), [`NotYetValid`](Self::NotYetValid) | `AUTH_003` | 401 |
-/// | [`BadSignature`](Self::BadSignature) | `AUTH_004` | 401 |
-/// | [`KeysUnavailable`](Self::KeysUnavailable) | `SYS_001`-like | 503 |
-///
-/// `KeysUnavailable` is *not* the client's fault: the IdP could not be reached and no keys were
-/// ever fetched, so the token cannot be checked either way. Answer 503 (retryable), not 401.
+/// Messages never contain the token or claim values. The answer the API gives to each variant
+/// (its error code and HTTP status) is stated once, in [`crate::ApiError`]'s
+/// `From<AuthError>`.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// Not a JWT, bad base64/JSON, a required claim (`iss`, `aud`, `sub`, `exp`, `iat`) missing or
@@ -220,30 +209,9 @@ pub enum AuthError {
     /// a header `alg` that differs from the selected key's).
     #[error("token signature not accepted: {0}")]
     BadSignature(String),
-    /// The IdP's keys could not be fetched and none were ever fetched. Answer 503.
+    /// The IdP's keys could not be fetched and none were ever fetched (not the client's fault).
     #[error("signing keys unavailable: {0}")]
     KeysUnavailable(String),
-}
-
-impl AuthError {
-    /// The DESIGN §7.3 error code: `AUTH_001`, `AUTH_003`, `AUTH_004`, or `SYS_001` for
-    /// [`KeysUnavailable`](Self::KeysUnavailable) (the API may pick another 503 code).
-    pub fn code(&self) -> &'static str {
-        match self {
-            AuthError::Malformed(_) => "AUTH_001",
-            AuthError::Expired | AuthError::NotYetValid => "AUTH_003",
-            AuthError::BadSignature(_) => "AUTH_004",
-            AuthError::KeysUnavailable(_) => "SYS_001",
-        }
-    }
-
-    /// The HTTP status: 401, or 503 for [`KeysUnavailable`](Self::KeysUnavailable).
-    pub fn http_status(&self) -> u16 {
-        match self {
-            AuthError::KeysUnavailable(_) => 503,
-            _ => 401,
-        }
-    }
 }
 
 /// Knobs that are not part of DESIGN §7.1; the defaults are what production uses. Tests shorten

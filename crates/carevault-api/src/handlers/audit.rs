@@ -114,7 +114,7 @@ pub async fn list(
         until: timestamp("until", query.until.as_deref())?,
     };
     let (limit, cursor) = PageQuery { limit: query.limit, cursor: query.cursor }.parse()?;
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     let page = tx.audit_log().list(&filter, limit, cursor).await?;
     tx.commit().await?;
     Ok(Json(ListResponse::from_page(page, AuditEntryResponse::from)))

@@ -15,9 +15,6 @@ use super::{
 use crate::extract::{ApiJson, ApiQuery, Authed, Member, Viewer};
 use crate::{ApiError, ErrorCode, schema};
 
-/// The one value of `GET /documents/{id}?include=`.
-pub(crate) const INCLUDE_EMBEDDING: &str = "embedding";
-
 /// A document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DocumentResponse {
@@ -227,7 +224,7 @@ pub async fn create(
         metadata: body.metadata.map(Metadata::parse).transpose()?.unwrap_or_else(Metadata::empty),
         embedding: body.embedding.map(Embedding::parse).transpose()?,
     };
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     let document = tx.documents().create(new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(document.into())))
@@ -246,7 +243,7 @@ pub async fn list(
         deleted: parse_deleted(query.deleted.as_deref())?,
     };
     let (limit, cursor) = PageQuery { limit: query.limit, cursor: query.cursor }.parse()?;
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     let page = tx.documents().list(filter, limit, cursor).await?;
     tx.commit().await?;
     Ok(Json(ListResponse::from_page(page, DocumentResponse::from)))
@@ -264,10 +261,10 @@ pub async fn get(
     let id: DocumentId = parse_id(&id)?;
     let with_embedding = match query.include.as_deref() {
         None => false,
-        Some(INCLUDE_EMBEDDING) => true,
+        Some(schema::DocumentInclude::EMBEDDING) => true,
         Some(_) => return Err(ApiError::new(ErrorCode::Val003).with_message("include: only `embedding` is supported")),
     };
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     let document =
         if with_embedding { tx.documents().get_with_embedding(id).await? } else { tx.documents().get(id).await? };
     tx.commit().await?;
@@ -292,7 +289,7 @@ pub async fn update(
     {
         return Err(ApiError::new(ErrorCode::Val003).with_message("metadata: must be a JSON object (a merge patch)"));
     }
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     // The merge patch applies to the stored metadata, read in the same transaction (the read is
     // audited as `document.read`, the write as `document.updated`).
     let metadata = match patch {
@@ -313,7 +310,7 @@ pub async fn update(
     responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
 pub async fn delete(authed: Authed<Member>, Path(id): Path<String>) -> Result<Json<DocumentResponse>, ApiError> {
     let id: DocumentId = parse_id(&id)?;
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     let document = tx.documents().soft_delete(id).await?;
     tx.commit().await?;
     Ok(Json(document.into()))
@@ -324,7 +321,7 @@ pub async fn delete(authed: Authed<Member>, Path(id): Path<String>) -> Result<Js
     responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope)))]
 pub async fn restore(authed: Authed<Member>, Path(id): Path<String>) -> Result<Json<DocumentResponse>, ApiError> {
     let id: DocumentId = parse_id(&id)?;
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     let document = tx.documents().restore(id).await?;
     tx.commit().await?;
     Ok(Json(document.into()))
@@ -340,7 +337,7 @@ pub async fn search(
     let embedding = Embedding::parse(body.embedding)?;
     let limit = body.limit.map(SearchLimit::parse).transpose()?.unwrap_or_default();
     let threshold = body.threshold.map(Threshold::parse).transpose()?.unwrap_or_default();
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     let hits = tx.documents().similarity_search(&embedding, limit, threshold).await?;
     tx.commit().await?;
     Ok(Json(SearchResponse { results: hits.into_iter().map(SearchResult::from).collect() }))

@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Serialize;
 
-use crate::middleware::EnvelopeIncluded;
 use crate::{AppState, Environment, ErrorBody, ErrorCode, RequestId};
 
 /// The answer of `/health/live`.
@@ -58,7 +57,7 @@ pub struct Ready {
 pub async fn ready(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
-) -> (StatusCode, Extension<EnvelopeIncluded>, Json<Ready>) {
+) -> (StatusCode, Json<Ready>) {
     let inner = &state.inner;
     let mut checks = Vec::new();
 
@@ -110,7 +109,7 @@ pub async fn ready(
 
     let failing: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
     if failing.is_empty() {
-        return (StatusCode::OK, Extension(EnvelopeIncluded), Json(Ready { error: None, status: "ready", checks }));
+        return (StatusCode::OK, Json(Ready { error: None, status: "ready", checks }));
     }
     let error = ErrorBody {
         code: ErrorCode::Sys001,
@@ -122,11 +121,7 @@ pub async fn ready(
         // Unauthenticated endpoint: names of failing checks only, no database error text.
         checks.iter_mut().for_each(|check| check.error = None);
     }
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Extension(EnvelopeIncluded),
-        Json(Ready { error: Some(error), status: "not_ready", checks }),
-    )
+    (StatusCode::SERVICE_UNAVAILABLE, Json(Ready { error: Some(error), status: "not_ready", checks }))
 }
 
 fn ms(started: Instant) -> f64 {

@@ -56,22 +56,23 @@ pub struct ValidateResponse {
 /// caller's own records, like the authentication itself).
 #[utoipa::path(get, path = "/api/v1/auth/validate", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = ValidateResponse), (status = 401, body = crate::error::ErrorEnvelope)))]
-pub async fn validate(authed: Authed<Viewer>) -> Result<Json<ValidateResponse>, ApiError> {
-    let Authed { tx, user, tenant, token, .. } = authed;
-    tx.commit().await?; // keeps a just-in-time provisioning
-    Ok(Json(ValidateResponse {
+pub async fn validate(authed: Authed<Viewer>) -> Json<ValidateResponse> {
+    // No transaction: the authentication read these records, and committed (and audited) a
+    // just-in-time provisioning itself.
+    let Authed { user, tenant, token, .. } = authed;
+    Json(ValidateResponse {
         role: user.role.as_str().to_string(),
         user: user.into(),
         tenant: tenant.into(),
         expires_at: DateTime::from_timestamp(token.expires_at, 0),
-    }))
+    })
 }
 
 /// The caller's tenant (audited `tenant.read`).
 #[utoipa::path(get, path = "/api/v1/tenants/current", tag = "tenants", security(("bearer" = [])),
     responses((status = 200, body = TenantResponse), (status = 401, body = crate::error::ErrorEnvelope)))]
 pub async fn current_tenant(authed: Authed<Viewer>) -> Result<Json<TenantResponse>, ApiError> {
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     let tenant = tx.tenant().read().await?;
     tx.commit().await?;
     Ok(Json(tenant.into()))

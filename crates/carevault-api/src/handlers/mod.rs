@@ -10,6 +10,7 @@ pub mod users;
 use carevault_db::{Cursor, Deleted, Page, PageLimit};
 use serde::{Deserialize, Serialize};
 
+use crate::schema::DeletedFilter;
 use crate::{ApiError, ErrorCode};
 
 /// `?limit=&cursor=` of every list (each list's query struct documents them).
@@ -32,14 +33,10 @@ impl PageQuery {
     }
 }
 
-/// The values of `?deleted=` (the first is the default).
-pub(crate) const DELETED_FILTERS: [(&str, Deleted); 3] =
-    [("exclude", Deleted::Exclude), ("only", Deleted::Only), ("include", Deleted::Include)];
-
-/// `deleted=exclude|only|include` (default exclude).
+/// `deleted=exclude|only|include` (default exclude): [`DeletedFilter::VALUES`].
 pub(crate) fn parse_deleted(value: Option<&str>) -> Result<Deleted, ApiError> {
     let Some(value) = value else { return Ok(Deleted::Exclude) };
-    DELETED_FILTERS
+    DeletedFilter::VALUES
         .iter()
         .find(|(name, _)| *name == value)
         .map(|(_, deleted)| *deleted)

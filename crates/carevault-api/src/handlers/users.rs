@@ -121,7 +121,7 @@ pub async fn create(
         full_name: optional_text("full_name", body.full_name.as_deref(), schema::Text255::MAX)?,
         external_idp_id: optional_text("external_idp_id", body.external_idp_id.as_deref(), schema::Text255::MAX)?,
     };
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     let user = tx.users().create(new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(user.into())))
@@ -136,7 +136,7 @@ pub async fn list(
 ) -> Result<Json<ListResponse<UserResponse>>, ApiError> {
     let deleted = parse_deleted(query.deleted.as_deref())?;
     let (limit, cursor) = PageQuery { limit: query.limit, cursor: query.cursor }.parse()?;
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     let page = tx.users().list(deleted, limit, cursor).await?;
     tx.commit().await?;
     Ok(Json(ListResponse::from_page(page, UserResponse::from)))
@@ -147,7 +147,7 @@ pub async fn list(
     responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
 pub async fn get(authed: Authed<Viewer>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
     let id: UserId = parse_id(&id)?;
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     let user = tx.users().get(id).await?;
     tx.commit().await?;
     Ok(Json(user.into()))
@@ -182,7 +182,7 @@ pub async fn update(
     {
         return Err(ApiError::new(ErrorCode::Res409).with_message("you cannot remove your own admin access"));
     }
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     let user = tx.users().update(id, update).await?;
     tx.commit().await?;
     Ok(Json(user.into()))
@@ -197,7 +197,7 @@ pub async fn delete(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Jso
     if id == authed.user.id {
         return Err(ApiError::new(ErrorCode::Res409).with_message("you cannot delete yourself"));
     }
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     let user = tx.users().soft_delete(id).await?;
     tx.commit().await?;
     Ok(Json(user.into()))
@@ -208,7 +208,7 @@ pub async fn delete(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Jso
     responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope)))]
 pub async fn restore(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
     let id: UserId = parse_id(&id)?;
-    let mut tx = authed.tx;
+    let mut tx = authed.begin().await?;
     let user = tx.users().restore(id).await?;
     tx.commit().await?;
     Ok(Json(user.into()))

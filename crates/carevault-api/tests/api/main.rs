@@ -14,3 +14,4 @@ mod helpers;
 mod roles;
 mod search;
 mod tokens;
+mod transactions;

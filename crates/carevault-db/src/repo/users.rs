@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::postgres::PgRow;
@@ -59,22 +61,33 @@ impl User {
 
 impl<'r> FromRow<'r, PgRow> for User {
     fn from_row(row: &'r PgRow) -> Result<User, sqlx::Error> {
-        let role: Option<String> = row.try_get("role")?;
+        User::from_columns(row, "")
+    }
+}
+
+impl User {
+    /// Decodes a user from `row`'s columns named `{prefix}{column}`: a join names them apart from
+    /// the other table's ([`super::CurrentTenant::lookup_with_user`] uses `user_`).
+    pub(crate) fn from_columns(row: &PgRow, prefix: &str) -> Result<User, sqlx::Error> {
+        let column = |name: &'static str| -> Cow<'static, str> {
+            if prefix.is_empty() { Cow::Borrowed(name) } else { Cow::Owned(format!("{prefix}{name}")) }
+        };
+        let role: Option<String> = row.try_get(&*column("role"))?;
         let role = match role {
             None => UserRole::Viewer,
             Some(text) => UserRole::parse(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         };
         Ok(User {
-            id: row.try_get("id")?,
-            tenant_id: row.try_get("tenant_id")?,
-            email: row.try_get("email")?,
-            external_idp_id: row.try_get("external_idp_id")?,
-            full_name: row.try_get("full_name")?,
+            id: row.try_get(&*column("id"))?,
+            tenant_id: row.try_get(&*column("tenant_id"))?,
+            email: row.try_get(&*column("email"))?,
+            external_idp_id: row.try_get(&*column("external_idp_id"))?,
+            full_name: row.try_get(&*column("full_name"))?,
             role,
-            last_login_at: row.try_get("last_login_at")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-            deleted_at: row.try_get("deleted_at")?,
+            last_login_at: row.try_get(&*column("last_login_at"))?,
+            created_at: row.try_get(&*column("created_at"))?,
+            updated_at: row.try_get(&*column("updated_at"))?,
+            deleted_at: row.try_get(&*column("deleted_at"))?,
         })
     }
 }
@@ -328,27 +341,5 @@ impl Users<'_> {
             return Err(DbError::NotFound);
         }
         self.tx.audit(AuditAction::UserLogin, id.as_uuid(), json!({})).await
-    }
-
-    /// The user (active or soft-deleted) whose identity-provider `sub` is `external_idp_id`.
-    ///
-    /// An authentication lookup: it writes no audit row. The newest row wins if a `sub` was
-    /// reused after a soft delete.
-    #[tracing::instrument(skip_all)]
-    pub async fn find_by_external_id(&mut self, external_idp_id: &str) -> Result<Option<User>, DbError> {
-        let tenant_id = self.tx.tenant_id();
-        Ok(self
-            .tx
-            .sql()
-            .query_as(concat!(
-                "SELECT ",
-                user_columns!(),
-                " FROM users WHERE tenant_id = $1 AND external_idp_id = $2 \
-             ORDER BY deleted_at IS NULL DESC, created_at DESC LIMIT 1"
-            ))
-            .bind(tenant_id)
-            .bind(external_idp_id)
-            .fetch_optional(self.tx.conn())
-            .await?)
     }
 }

@@ -1,11 +1,15 @@
 //! Our isolation guarantees beyond the reference suite.
 
-use carevault_db::repo::{DocumentUpdate, UserUpdate};
-use carevault_db::{AuditAction, AuditContext, DbError, DocumentId, DocumentStatus, TenantTx, UserId, UserRole};
+use carevault_db::repo::{DocumentUpdate, Tenant, User, UserUpdate};
+use carevault_db::{
+    AppPool, AuditAction, AuditContext, DbError, DocumentId, DocumentStatus, Email, TenantId, TenantTx, UserId,
+    UserRole,
+};
 use carevault_testdb::TestDb;
 
 use crate::fixtures::{
-    TwoTenants, app_session, as_user, audit_count, document, message, new_document, sqlstate, tenant, two_tenants, user,
+    TwoTenants, app_session, as_user, audit_count, document, message, new_document, sqlstate, tenant, text,
+    two_tenants, user,
 };
 
 #[tokio::test]
@@ -345,4 +349,58 @@ async fn unnamed_statements_work_end_to_end() {
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM documents").fetch_one(&mut conn).await.unwrap();
     assert_eq!(count, 3);
     assert_eq!(pool.ping().await.ok(), Some(()));
+}
+
+#[tokio::test]
+async fn the_authentication_lookup_reads_the_tenant_and_its_user_by_sub() {
+    let db = TestDb::new().await;
+    let (pool, platform) = (db.app_pool(2), db.platform_pool());
+    let acme = tenant(&platform, "Acme").await;
+    let other = tenant(&platform, "Other").await;
+    // One transaction per step, so that the rows' `created_at` differ.
+    let mut tx = TenantTx::begin(&pool, acme, AuditContext::default()).await.unwrap();
+    let first = provision(&mut tx, "sub-1", "first@acme.test").await;
+    tx.commit().await.unwrap();
+    let mut tx = TenantTx::begin(&pool, acme, AuditContext::default()).await.unwrap();
+    tx.users().soft_delete(first).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = TenantTx::begin(&pool, acme, AuditContext::default()).await.unwrap();
+    let second = provision(&mut tx, "sub-1", "second@acme.test").await;
+    tx.commit().await.unwrap();
+    let mut tx = TenantTx::begin(&pool, acme, AuditContext::default()).await.unwrap();
+    tx.users().soft_delete(second).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // Only deleted users have this sub: the newest.
+    let (tenant, user) = lookup(&pool, acme, "sub-1").await.unwrap();
+    assert_eq!((tenant.id, tenant.name.as_str()), (acme, "Acme"));
+    assert_eq!(user.map(|u| (u.id, u.is_deleted())), Some((second, true)));
+    // An active one comes first, even when older.
+    let mut tx = TenantTx::begin(&pool, acme, AuditContext::default()).await.unwrap();
+    tx.users().restore(first).await.unwrap();
+    tx.commit().await.unwrap();
+    let user = lookup(&pool, acme, "sub-1").await.unwrap().1.unwrap();
+    assert_eq!(
+        (user.id, user.email.as_str(), user.role, user.is_deleted()),
+        (first, "first@acme.test", UserRole::Viewer, false)
+    );
+
+    // No such sub; another tenant's user is not seen; no such tenant.
+    assert!(lookup(&pool, acme, "sub-2").await.unwrap().1.is_none());
+    let (tenant, user) = lookup(&pool, other, "sub-1").await.unwrap();
+    assert_eq!((tenant.id, user), (other, None));
+    let unknown = TenantId::parse(&uuid::Uuid::new_v4().to_string()).unwrap();
+    assert!(lookup(&pool, unknown, "sub-1").await.is_none());
+}
+
+async fn provision(tx: &mut TenantTx, sub: &str, email: &str) -> UserId {
+    tx.users().provision(text(sub), Email::parse(email).unwrap()).await.unwrap().id
+}
+
+/// The lookup, in a transaction of `tenant`.
+async fn lookup(pool: &AppPool, tenant: TenantId, sub: &str) -> Option<(Tenant, Option<User>)> {
+    let mut tx = TenantTx::begin(pool, tenant, AuditContext::default()).await.unwrap();
+    let found = tx.tenant().lookup_with_user(sub).await.unwrap();
+    tx.commit().await.unwrap();
+    found
 }

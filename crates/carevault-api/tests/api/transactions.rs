@@ -1,0 +1,78 @@
+//! When a request holds a database connection: authentication resolves the caller in a short
+//! transaction of its own and releases it; the handler opens its own when it needs the database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use carevault_api::ApiError;
+use carevault_api::extract::{Admin, Authed};
+use carevault_db::{PoolConfig, UserRole};
+use tokio::sync::Notify;
+
+use crate::helpers::{TestApp, read};
+
+#[tokio::test]
+async fn no_connection_is_held_while_the_handler_waits_on_another_service() {
+    // One connection in the pool: a request holding it would starve the next one (503 SYS_004).
+    let pool = PoolConfig { max_connections: 1, acquire_timeout: Duration::from_secs(2), statement_cache: true };
+    let entered = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let (entered_signal, release_wait) = (entered.clone(), release.clone());
+    let app = TestApp::spawn_custom(
+        |_, _| {},
+        pool,
+        move |routes| {
+            routes.route(
+                "/test/slow-service",
+                axum::routing::get(move |authed: Authed<Admin>| {
+                    let (entered, release) = (entered_signal.clone(), release_wait.clone());
+                    async move {
+                        entered.notify_one();
+                        // Stands for a call to an object store or a key service.
+                        release.notified().await;
+                        let mut tx = authed.begin().await?;
+                        let tenant = tx.tenant().read().await?;
+                        tx.commit().await?;
+                        Ok::<_, ApiError>(tenant.name)
+                    }
+                }),
+            )
+        },
+    )
+    .await;
+    let tenant = app.tenant("Clinic").await;
+    let admin = app.caller(tenant, UserRole::Admin, "admin").await;
+
+    let held = tokio::spawn(app.client.get(app.url("/test/slow-service")).bearer_auth(&admin.token).send());
+    // The handler runs: authentication is over, and its connection is back in the pool.
+    tokio::time::timeout(Duration::from_secs(10), entered.notified()).await.unwrap();
+    let other = app.call("GET", "/api/v1/documents", Some(&admin.token), None).await;
+    assert_eq!(other.status, 200, "{}", other.body);
+
+    release.notify_one();
+    let held = read(held.await.unwrap().unwrap()).await;
+    assert_eq!((held.status, held.body.as_str()), (200, Some("Clinic")), "{}", held.body);
+    // The handler's transaction acted as the caller from its first statement.
+    let reads = app.call("GET", "/api/v1/audit-logs?action=tenant.read", Some(&admin.token), None).await;
+    assert_eq!(reads.status, 200, "{}", reads.body);
+    let users: Vec<&str> =
+        reads.body["items"].as_array().unwrap().iter().map(|e| e["user_id"].as_str().unwrap()).collect();
+    assert_eq!(users, [admin.user.id.to_string()]);
+}
+
+#[tokio::test]
+async fn a_provisioning_stays_when_the_handler_then_fails() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("Clinic").await;
+    let token = app.token(tenant, "new-sub", Some("new@example.test"));
+    let missing = uuid::Uuid::new_v4();
+    let reply = app.call("GET", &format!("/api/v1/documents/{missing}"), Some(&token), None).await;
+    assert_eq!((reply.status, reply.code()), (404, "RES_404"), "{}", reply.body);
+    // The provisioning is a complete action of its own: committed (with its audit row) before the
+    // handler's transaction, whose failure rolls back that transaction only.
+    let actions = app.audit_actions(tenant).await;
+    assert_eq!(actions.iter().filter(|a| *a == "user.provisioned").count(), 1, "{actions:?}");
+    let me = app.call("GET", "/api/v1/auth/validate", Some(&token), None).await;
+    assert_eq!((me.status, me.body["user"]["email"].as_str()), (200, Some("new@example.test")));
+    assert_eq!(app.audit_actions(tenant).await, actions, "found, not provisioned again");
+}
