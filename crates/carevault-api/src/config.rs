@@ -5,7 +5,7 @@ use std::time::Duration;
 
 pub use carevault_db::Environment;
 
-/// The HTTP layer's settings (DESIGN §7.1).
+/// The HTTP layer's settings (`REQUEST_TIMEOUT_SECONDS`, `MAX_BODY_BYTES`, ... of the README's configuration table).
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// The environment.

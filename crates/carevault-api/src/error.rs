@@ -1,4 +1,4 @@
-//! The one error envelope (DESIGN §7.3): every error response, whatever produced it (a handler,
+//! The one error envelope (docs/ERROR_CODES.md): every error response, whatever produced it (a handler,
 //! an extractor, axum's router, a layer, a panic), leaves as
 //! `{"error": {"code", "message", "request_id", "detail"?}}`.
 //!

@@ -68,7 +68,7 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
     ApiError::new(ErrorCode::Val003).with_message("invalid query parameter").with_detail(rejection.body_text())
 }
 
-/// The least role an endpoint needs (DESIGN §7.3's matrix).
+/// The least role an endpoint needs (the role matrix of docs/ARCHITECTURE.md, "HTTP API").
 pub trait MinRole: Send + Sync + 'static {
     /// The role.
     const ROLE: UserRole;

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use crate::error::{ErrorBody, ErrorEnvelope};
 use crate::{ApiError, AppState, Environment, ErrorCode};
 
-/// The request id of a request (DESIGN §7.3).
+/// The request id of a request (docs/ARCHITECTURE.md, "Middleware").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 

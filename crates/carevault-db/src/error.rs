@@ -1,6 +1,6 @@
 use std::fmt;
 
-/// A value refused by a domain type (DESIGN §7.3 maps it to `VAL_003`).
+/// A value refused by a domain type (the API answers it with `VAL_003`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationError {
     /// The field that was refused.

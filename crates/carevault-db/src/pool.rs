@@ -8,7 +8,7 @@ use sqlx::{ConnectOptions, PgConnection, PgPool};
 
 use crate::DbError;
 
-/// Pool sizing (DESIGN §7.1 `DB_POOL_SIZE`, `DB_ACQUIRE_TIMEOUT_MS`).
+/// Pool sizing (`DB_POOL_SIZE`, `DB_ACQUIRE_TIMEOUT_MS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolConfig {
     /// The most connections the pool opens.

@@ -9,7 +9,7 @@
 //! - [`Cluster::start_or_reuse`] creates, starts or reuses a cluster under a file lock, so several
 //!   processes can ask for the same cluster at once; [`Cluster::stop`] stops it only when this
 //!   process started it and no other process still uses it.
-//! - [`Paths`] holds the default directories (DESIGN §6): different for root and for a normal user,
+//! - [`Paths`] holds the default directories (docs/ARCHITECTURE.md, "Local PostgreSQL"): different for root and for a normal user,
 //!   because `initdb` and `postgres` refuse to run as root and then run as the system user
 //!   `carevault`, which must be able to reach every file.
 //!

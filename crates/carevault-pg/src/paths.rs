@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use crate::PgError;
 
-/// The directories carevault uses on this machine (DESIGN §6).
+/// The directories carevault uses on this machine (docs/ARCHITECTURE.md, "Local PostgreSQL").
 ///
 /// | | as a normal user | as root |
 /// |---|---|---|

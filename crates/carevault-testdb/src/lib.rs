@@ -1,4 +1,4 @@
-//! Test databases for carevault, on a real PostgreSQL + pgvector (DESIGN §6).
+//! Test databases for carevault, on a real PostgreSQL + pgvector (docs/ARCHITECTURE.md, "Local PostgreSQL").
 //!
 //! cargo-nextest runs every test in its own process, so the expensive parts are shared between
 //! processes through the file system, not through memory:
@@ -46,9 +46,9 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use tokio::sync::OnceCell;
 
-/// The login role of the tenant path (member of `carevault_app`, DESIGN §5.1).
+/// The login role of the tenant path (member of `carevault_app`, docs/ARCHITECTURE.md "Roles").
 pub const APP_LOGIN: &str = "carevault_api";
-/// The login role of the platform path (member of `carevault_platform`, DESIGN §5.1).
+/// The login role of the platform path (member of `carevault_platform`, docs/ARCHITECTURE.md "Roles").
 pub const OPS_LOGIN: &str = "carevault_ops";
 
 /// Prefix of template names; the rest is the migration hash.
@@ -118,7 +118,7 @@ impl TestDb {
     ///
     /// **Only for fixtures and migrations.** A superuser bypasses row-level security (FORCE or
     /// not), so a query through this URL proves nothing about tenant isolation: never use it to
-    /// check what a tenant can or cannot see (DESIGN §5.1).
+    /// check what a tenant can or cannot see (docs/ARCHITECTURE.md, "Roles").
     pub fn owner_url(&self) -> String {
         cluster().url(SUPERUSER, &self.name)
     }

@@ -1,4 +1,4 @@
-//! The command line (DESIGN §7.2).
+//! The command line (docs/ARCHITECTURE.md, "Command line").
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 

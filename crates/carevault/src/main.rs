@@ -1,4 +1,4 @@
-//! `carevault`: the command line wiring configuration (DESIGN §7) to the crates that do the work.
+//! `carevault`: the command line wiring configuration (docs/ARCHITECTURE.md, "External contracts") to the crates that do the work.
 //!
 //! Results go to stdout, diagnostics (logs, errors) to stderr, so that output can be piped.
 
@@ -72,7 +72,7 @@ pub fn env_var(name: &str) -> Option<String> {
     std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
 }
 
-/// Logs to stderr, filtered by `LOG_LEVEL` (DESIGN §7.1; default `info`); JSON lines when
+/// Logs to stderr, filtered by `LOG_LEVEL` (default `info`); JSON lines when
 /// `ENVIRONMENT=production` (then returns `true`).
 fn init_tracing() -> bool {
     let level = std::env::var("LOG_LEVEL").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "info".into());

@@ -67,7 +67,7 @@ pub(crate) fn printable(value: &str) -> String {
     }
 }
 
-/// Verifies the signature with exactly `alg` and `key`, then every claim rule of DESIGN §7.3.
+/// Verifies the signature with exactly `alg` and `key`, then every claim rule of docs/ARCHITECTURE.md, "Authentication".
 pub(crate) fn decode_and_check(
     token: &str,
     key: &DecodingKey,

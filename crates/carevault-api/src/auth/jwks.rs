@@ -1,6 +1,6 @@
 //! OIDC discovery and the JWK-set cache.
 //!
-//! A small cache of our own (DESIGN §9: no crate fits). Its rules:
+//! A small cache of our own (no crate fits: docs/ARCHITECTURE.md, "Dependencies"). Its rules:
 //! * keys live in an `RwLock<Option<Arc<KeySet>>>`, swapped whole on a successful fetch and
 //!   never cleared: a failed fetch keeps the last good keys (IdP outage ≠ lockout);
 //! * fetches are serialized by one async mutex (single flight), and request-triggered ones happen

@@ -1,4 +1,4 @@
-//! Bearer-token authentication (DESIGN §7.3).
+//! Bearer-token authentication (docs/ARCHITECTURE.md, "Authentication").
 //!
 //! Two token families are accepted, and which one a token belongs to is decided by the
 //! *configuration*, never by the token alone:
@@ -71,7 +71,7 @@ pub const DEFAULT_JWKS_TTL: Duration = Duration::from_secs(3600);
 /// keeps an attacker from making us base64-decode and JSON-parse megabytes per request.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
-/// Authentication settings (DESIGN §7.1).
+/// Authentication settings (the `JWT_*`, `OIDC_*` and `JWKS_*` variables of the README's configuration table).
 ///
 /// `Debug` redacts [`hs256_secret`](Self::hs256_secret), so the config can be logged.
 #[derive(Clone)]
@@ -97,7 +97,7 @@ pub struct AuthConfig {
 }
 
 impl Default for AuthConfig {
-    /// No issuer, no HS256 secret (so every token is refused) and the DESIGN §7.1 defaults.
+    /// No issuer, no HS256 secret (so every token is refused) and the documented defaults.
     fn default() -> Self {
         AuthConfig {
             issuer: None,
@@ -214,7 +214,7 @@ pub enum AuthError {
     KeysUnavailable(String),
 }
 
-/// Knobs that are not part of DESIGN §7.1; the defaults are what production uses. Tests shorten
+/// Knobs that are not configuration variables; the defaults are what production uses. Tests shorten
 /// them.
 #[derive(Debug, Clone, Copy)]
 pub struct Tuning {

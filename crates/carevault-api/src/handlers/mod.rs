@@ -1,4 +1,4 @@
-//! The endpoints under `/api/v1` (DESIGN §7.3).
+//! The endpoints under `/api/v1` (docs/ARCHITECTURE.md, "HTTP API").
 
 pub mod audit;
 pub mod documents;

@@ -1,4 +1,4 @@
-//! The API attack catalogue (issue 5, item 2): attacker A of DESIGN §3 over real HTTP, with a
+//! The API attack catalogue (issue 5, item 2): attacker A of docs/THREAT_MODEL.md over real HTTP, with a
 //! valid token of tenant A, forged tokens, or none. Every entry expects a 4xx envelope or a
 //! harmless 2xx, never a 500, never tenant B's data. With `CAREVAULT_EVIDENCE_DIR` set, the
 //! catalogue is written to `$CAREVAULT_EVIDENCE_DIR/api_attacks.json` (an array of

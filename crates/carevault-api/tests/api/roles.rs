@@ -1,4 +1,4 @@
-//! The role matrix of DESIGN §7.3, for every endpoint: a refused call is 403 `AUTH_009`, is
+//! The role matrix of docs/ARCHITECTURE.md ("HTTP API"), for every endpoint: a refused call is 403 `AUTH_009`, is
 //! audited `access.denied`, and changes nothing else.
 
 use carevault_db::UserRole;

@@ -2,7 +2,7 @@
 //! [`crate::PlatformTx`].
 //!
 //! Every query also filters on `tenant_id` itself: RLS is the second line of defence, so a bug in
-//! one of the two is not enough to leak (DESIGN §3).
+//! one of the two is not enough to leak (docs/THREAT_MODEL.md, "Two lines of defence").
 
 // The columns each query returns, as macros so that `concat!` can build the `&'static str` SQL
 // text that sqlx 0.9 requires (`SqlSafeStr`), with no run-time string formatting.

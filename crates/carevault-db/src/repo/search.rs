@@ -1,4 +1,4 @@
-//! Tenant-scoped vector similarity search (DESIGN §5.5).
+//! Tenant-scoped vector similarity search (docs/ARCHITECTURE.md, "Vector search").
 //!
 //! Correctness first: the result is never shorter than min(limit, eligible rows). The HNSW index
 //! filters *after* its graph walk, so for a tenant holding a small share of the table a plain

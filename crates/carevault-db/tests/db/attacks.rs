@@ -1,8 +1,8 @@
-//! The database attack catalogue (issue 5, item 1): attacker B of DESIGN §3, a raw session of the
+//! The database attack catalogue (issue 5, item 1): attacker B of docs/THREAT_MODEL.md, a raw session of the
 //! login role `carevault_api` switched to `carevault_app` inside tenant A's context, tries to
 //! read, write, alter or erase tenant B's data or the audit trail, or to escape the role.
 //!
-//! Every attempt is an entry with its SQL, the expected and the observed outcome. Limits DESIGN §3
+//! Every attempt is an entry with its SQL, the expected and the observed outcome. Limits docs/THREAT_MODEL.md
 //! accepts are marked `accepted` and pass when the observed outcome is the documented one. With
 //! `CAREVAULT_EVIDENCE_DIR` set, the catalogue is written to `$CAREVAULT_EVIDENCE_DIR/db_attacks.json`
 //! (an array of `{id, category, description, sql, expected, observed, passed, accepted}`).
@@ -99,7 +99,7 @@ impl Catalogue {
         self.record(category, description, sql, expected, observed, false);
     }
 
-    /// Like [`Catalogue::attack`], for a limit DESIGN §3 accepts.
+    /// Like [`Catalogue::attack`], for an accepted limit (docs/THREAT_MODEL.md, "Accepted limits").
     async fn accepted(&mut self, category: &'static str, description: &'static str, sql: &str, expected: &[&str]) {
         let mut conn = self.session().await;
         let observed = run(&mut conn, sql).await;
@@ -398,7 +398,7 @@ async fn attacker_b_catalogue_every_attempt_fails_or_is_an_accepted_limit() {
     );
     c.accepted(
         "constraint oracle",
-        "primary-key probe: a unique violation reveals that tenant B's document id exists (accepted, DESIGN §3)",
+        "primary-key probe: a unique violation reveals that tenant B's document id exists (accepted)",
         &sql,
         &["error 23505"],
     )
@@ -625,7 +625,7 @@ async fn attacker_b_catalogue_every_attempt_fails_or_is_an_accepted_limit() {
         );
         c.record(
             "prepared statements",
-            "the same plan after claiming tenant B with set_config: B's rows (accepted: the set_config limit, DESIGN §3)",
+            "the same plan after claiming tenant B with set_config: B's rows (accepted: the set_config limit)",
             "SELECT set_config('app.current_tenant_id', '<B>', false); EXECUTE cv_p",
             &["ok (1 rows); rows: 1, all of tenant B: true"],
             observed,
@@ -644,8 +644,8 @@ async fn attacker_b_catalogue_every_attempt_fails_or_is_an_accepted_limit() {
         };
         c.record(
             "tenant context",
-            "claim tenant B with set_config and read its documents (accepted until the tenant context is unforgeable, \
-             DESIGN §3)",
+            "claim tenant B with set_config and read its documents (accepted until the database verifies the tenant \
+             context)",
             &sql,
             &["1 rows, all of tenant B: true"],
             observed,

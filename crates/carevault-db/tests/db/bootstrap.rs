@@ -1,5 +1,5 @@
 //! The bootstrap on a brand-new cluster, where the cluster-wide roles do not exist yet: several
-//! databases bootstrapping and migrating at once must all succeed (DESIGN §5.1). The shared test
+//! databases bootstrapping and migrating at once must all succeed (docs/ARCHITECTURE.md, "Roles"). The shared test
 //! cluster cannot show this (its roles exist), so this test starts a cluster of its own.
 
 use carevault_pg::{Cluster, ClusterOptions, Paths, PgBinaries, SUPERUSER};

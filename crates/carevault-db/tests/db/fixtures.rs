@@ -71,7 +71,7 @@ pub fn embedding(seed: u32) -> Embedding {
 }
 
 /// A raw session of the login role `carevault_api`, switched to `carevault_app` with the tenant
-/// setting made by hand, as an attacker holding those credentials could (DESIGN §3, attacker B).
+/// setting made by hand, as an attacker holding those credentials could (docs/THREAT_MODEL.md, attacker B).
 /// `tenant = None` leaves the tenant unset.
 pub async fn app_session(db: &TestDb, tenant: Option<TenantId>) -> PgConnection {
     let mut conn = PgConnection::connect(&db.app_url()).await.expect("connect as carevault_api");

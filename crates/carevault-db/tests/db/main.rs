@@ -3,7 +3,7 @@
 //! One test binary (link once), one fresh database per test, cloned from a migrated template by
 //! `carevault-testdb`. Isolation is always checked as `carevault_app`: through the data layer
 //! (which switches to it) or through a raw session of the login role `carevault_api` that
-//! switches to it, the way an attacker holding those credentials would (DESIGN §3, attacker B).
+//! switches to it, the way an attacker holding those credentials would (docs/THREAT_MODEL.md, attacker B).
 //! The superuser URL is used only to set up fixtures and to test triggers that must stop even
 //! the owner.
 
@@ -17,6 +17,7 @@ mod cluster;
 mod docs;
 mod docs_audit_actions;
 mod doctor;
+mod doctor_facts;
 mod fixtures;
 mod isolation;
 mod property;

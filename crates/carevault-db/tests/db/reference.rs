@@ -161,7 +161,7 @@ async fn audit_rows_cannot_be_updated_deleted_or_truncated() {
     assert_eq!(after, before);
 
     // Even the owner is stopped by the triggers (the superuser could drop them: out of scope,
-    // DESIGN §3). This checks the triggers, not isolation.
+    // docs/THREAT_MODEL.md). This checks the triggers, not isolation.
     let owner = db.owner_pool().await;
     assert!(message(sqlx::query("UPDATE audit_logs SET action = 'x'").execute(&owner).await).contains("immutable"));
     assert!(message(sqlx::query("DELETE FROM audit_logs").execute(&owner).await).contains("immutable"));
