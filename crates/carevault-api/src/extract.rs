@@ -202,15 +202,20 @@ async fn resolve_caller(
     // The `sub` is looked up trimmed, as `BoundedText` keeps it. One that is not valid text is
     // refused (401) only after the tenant check, so that an unknown tenant is reported first.
     let sub = BoundedText::parse("sub", &token.sub, 255);
-    let key = sub.as_ref().map_or(token.sub.as_str(), BoundedText::as_str);
     // The transaction is the *claimed* tenant's: RLS shows nothing of an unknown one, which
     // becomes a 403.
     let mut tx = TenantTx::begin(pool, tenant_id, audit_context(parts)).await?;
-    let (tenant, found) = match tx.tenant().lookup_with_user(key).await? {
+    let Ok(sub) = sub else {
+        // Never sent to the database: a NUL, say, would make PostgreSQL raise (a 500).
+        return Err(match tx.tenant().lookup().await? {
+            Some(tenant) if tenant.is_active() => ApiError::new(ErrorCode::Auth001),
+            _ => ApiError::new(ErrorCode::Auth007),
+        });
+    };
+    let (tenant, found) = match tx.tenant().lookup_with_user(sub.as_str()).await? {
         Some((tenant, found)) if tenant.is_active() => (tenant, found),
         _ => return Err(ApiError::new(ErrorCode::Auth007)),
     };
-    let sub = sub.map_err(|_| ApiError::new(ErrorCode::Auth001))?;
     let user = match found {
         Some(user) if user.is_deleted() => return Err(ApiError::new(ErrorCode::Auth008)),
         Some(user) => user,

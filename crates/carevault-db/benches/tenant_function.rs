@@ -25,7 +25,7 @@ use carevault_testdb::TestDb;
 use sqlx::{Connection, PgConnection};
 
 const ROWS_PER_TENANT: i64 = 2_000;
-const QUERIES_PER_ROUND: usize = 10;
+const QUERIES_PER_ROUND: usize = 30;
 const TENANT: &str = "11111111-1111-4111-8111-111111111111";
 const OTHER: &str = "22222222-2222-4222-8222-222222222222";
 
@@ -60,9 +60,9 @@ async fn setup(owner: &mut PgConnection) -> Result<(), sqlx::Error> {
              CREATE INDEX ON {table} (tenant_id); GRANT SELECT ON {table} TO carevault_app; \
              INSERT INTO {table} (tenant_id, embedding) \
                  SELECT CASE WHEN g % 2 = 0 THEN '{TENANT}'::uuid ELSE '{OTHER}'::uuid END, \
-                        (SELECT array_agg(random()::real - 0.5 + g * 0) FROM generate_series(1, 1024))::vector \
+                        (SELECT array_agg(random()::real - 0.5) FROM generate_series(1, 1024) WHERE g > 0)::vector \
                  FROM generate_series(1, {}) AS g; \
-             VACUUM ANALYZE {table};",
+             ANALYZE {table};",
             2 * ROWS_PER_TENANT
         );
         if let Some(policy) = policy {
@@ -94,6 +94,24 @@ async fn time(app: &mut PgConnection, query: &str, table: &str, probe: &str) -> 
     Ok(elapsed)
 }
 
+/// The plan of `query` on `table` as the tenant, on one line.
+async fn plan(app: &mut PgConnection, query: &str, table: &str, probe: &str) -> Result<String, sqlx::Error> {
+    let sql = format!("EXPLAIN (COSTS OFF) {}", query.replace("{table}", table));
+    let mut tx = app.begin().await?;
+    sqlx::query("SELECT set_config('role', 'carevault_app', true), set_config('app.current_tenant_id', $1, true)")
+        .bind(TENANT)
+        .execute(&mut *tx)
+        .await?;
+    let lines: Vec<String> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(TENANT).bind(probe).fetch_all(&mut *tx).await?;
+    tx.rollback().await?;
+    // Node names and conditions only: the probe vector's literal is 1,024 numbers long.
+    let shorten = |line: &str| {
+        if line.len() > 90 { format!("{}…", &line[..line.floor_char_boundary(90)]) } else { line.to_string() }
+    };
+    Ok(lines.iter().map(|l| shorten(l.trim())).collect::<Vec<_>>().join(" / "))
+}
+
 fn median(values: &mut [Duration]) -> Duration {
     values.sort();
     values[values.len() / 2]
@@ -101,7 +119,7 @@ fn median(values: &mut [Duration]) -> Duration {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rounds: usize = std::env::args().skip(1).find(|a| !a.starts_with('-')).map_or(Ok(15), |a| a.parse())?;
+    let rounds: usize = std::env::args().skip(1).find(|a| !a.starts_with('-')).map_or(Ok(25), |a| a.parse())?;
     let db = TestDb::new().await;
     let mut owner = PgConnection::connect(&db.owner_url()).await?;
     setup(&mut owner).await?;
@@ -129,6 +147,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "tenant predicate forms: {ROWS_PER_TENANT} rows per tenant, 2 tenants, {rounds} rounds x {QUERIES_PER_ROUND} queries"
     );
+    for (query_name, query) in QUERIES {
+        for (name, _) in FORMS {
+            println!(
+                "plan {query_name:<7} {name:<10} {}",
+                plan(&mut app, query, &format!("bench_{name}"), &probe).await?
+            );
+        }
+    }
     for (query_name, query) in QUERIES {
         let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); FORMS.len()];
         // One warm-up pass, not counted.

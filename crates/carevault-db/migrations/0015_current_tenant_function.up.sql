@@ -3,7 +3,7 @@
 -- Until now each of the nine tenant policies repeated the expression
 -- (SELECT nullif(current_setting('app.current_tenant_id', true), '')::uuid); a change of how the
 -- tenant is established (a verified context, see docs/THREAT_MODEL.md) now changes this one
--- function. The form, measured in docs/PERFORMANCE.md ("The tenant function"):
+-- function. The form, measured in docs/PERFORMANCE.md ("The tenant predicate"):
 --
 -- * STABLE, never IMMUTABLE: a cached generic plan must not keep the first tenant it saw.
 -- * A SQL-standard body (RETURN ...): parsed once, when the function is created, so a session's

@@ -19,19 +19,38 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 pub const BOOTSTRAP_SQL: &str = include_str!("../sql/bootstrap.sql");
 
 /// Released migrations whose file was edited afterwards in comments only: (version, the SHA-384
-/// checksum sqlx recorded when it applied the released file). sqlx refuses to run when an applied
-/// migration's checksum differs from its file's; [`up`] records the current checksum in place of
-/// exactly this one, and [`status`] accepts it, so that a clarified comment never stops a deployed
-/// database from migrating, while any other difference still does.
-const COMMENT_ONLY_EDITS: [(i64, &str); 2] = [
-    (8, "8a22bfdfd543f809b09e0a961c7ef950c53abd59564c4830b626b1ad98b50ef70eb331d08d1e488bb020930706466542"),
-    (12, "ee74dcc36840d62beab0d6ea3dafdea1d9c274e7e8021d539cf5bb1e58c70b11d22d2f65a86c815f86510eb188ab6f8a"),
+/// checksum sqlx recorded when it applied the released file, the checksum of the file as edited).
+/// sqlx refuses to run when an applied migration's checksum differs from its file's; [`up`]
+/// records the edited file's checksum in place of exactly the released one, and [`status`] accepts
+/// it, so that a clarified comment never stops a deployed database from migrating. Both checksums
+/// are pinned: a later change of the file is a mismatch again (a unit test holds the edited
+/// checksum to the embedded file).
+const COMMENT_ONLY_EDITS: [(i64, &str, &str); 2] = [
+    (
+        8,
+        "8a22bfdfd543f809b09e0a961c7ef950c53abd59564c4830b626b1ad98b50ef70eb331d08d1e488bb020930706466542",
+        "c9ed77f2b5d8b120486fc7aeabe1a016a676592d31a91460599bc6c84df02a0843bafb88d45998fe4ec1c47aef785eb6",
+    ),
+    (
+        12,
+        "ee74dcc36840d62beab0d6ea3dafdea1d9c274e7e8021d539cf5bb1e58c70b11d22d2f65a86c815f86510eb188ab6f8a",
+        "184c20c2d40ac0d8fa035f0aa835bb21dbbbc8224b213a8bd1dd12ec6ae45bd4c4936ceee3613ca2e91ea43327aa66f1",
+    ),
 ];
 
-/// Whether `recorded` is the checksum of a released file of `version` that differs from today's
-/// in comments only.
+/// This binary's up migration `version`.
+fn up_migration(version: i64) -> Option<&'static sqlx::migrate::Migration> {
+    MIGRATOR.iter().find(|m| m.version == version && m.migration_type.is_up_migration())
+}
+
+/// Whether `recorded` is the released checksum of a comment-only edit whose edited checksum is
+/// this binary's file.
 fn is_comment_only_edit(version: i64, recorded: &[u8]) -> bool {
-    COMMENT_ONLY_EDITS.iter().any(|(v, checksum)| *v == version && hex(recorded) == *checksum)
+    COMMENT_ONLY_EDITS.iter().any(|(v, released, edited)| {
+        *v == version
+            && hex(recorded) == *released
+            && up_migration(version).is_some_and(|m| hex(&m.checksum) == *edited)
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -43,8 +62,8 @@ async fn accept_comment_only_edits(pool: &PgPool) -> Result<(), DbError> {
     if !migrations_table_exists(pool).await? {
         return Ok(());
     }
-    for (version, released) in COMMENT_ONLY_EDITS {
-        let Some(current) = MIGRATOR.iter().find(|m| m.version == version && m.migration_type.is_up_migration()) else {
+    for (version, released, edited) in COMMENT_ONLY_EDITS {
+        let Some(current) = up_migration(version).filter(|m| hex(&m.checksum) == edited) else {
             continue;
         };
         sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = $2 AND checksum = decode($3, 'hex')")
@@ -173,4 +192,21 @@ async fn is_superuser(pool: &PgPool) -> Result<bool, DbError> {
     Ok(sqlx::query_scalar("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")
         .fetch_one(pool)
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comment_only_edits_pin_the_embedded_files() {
+        for (version, _, edited) in COMMENT_ONLY_EDITS {
+            let migration = up_migration(version).expect("a known version");
+            assert_eq!(
+                hex(&migration.checksum),
+                edited,
+                "migration {version} changed again: it is no longer a comment-only edit"
+            );
+        }
+    }
 }

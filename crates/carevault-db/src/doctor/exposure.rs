@@ -63,13 +63,42 @@ fn security_invoker(options: &[String]) -> bool {
     })
 }
 
+/// A rewrite rule on a tenant table (a view's own `_RETURN` rule aside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleFacts {
+    /// `schema.table`.
+    pub table: String,
+    /// The rule's name.
+    pub name: String,
+}
+
+pub(super) async fn rule_facts(pool: &PgPool) -> Result<Vec<RuleFacts>, DbError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), quote_ident(r.rulename) \
+         FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' \
+         ORDER BY 1, 2",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(table, name)| RuleFacts { table, name }).collect())
+}
+
 /// No view over a tenant table runs with its owner's rights (a view without `security_invoker`
 /// reads the table as its owner, whom FORCE RLS does not stop if it is a superuser, and whose
 /// policies are not the caller's), and no materialized view copies tenant rows out of RLS.
-pub fn evaluate_views(views: &[ViewFacts]) -> Check {
+///
+/// No table has a rewrite rule either: an `INSTEAD` rule can turn an audit insert into nothing
+/// while the statement still reports success, or send rows elsewhere. carevault defines none.
+pub fn evaluate_views(views: &[ViewFacts], rules: &[RuleFacts]) -> Check {
     const NAME: &str = "views";
     let mut problems = Vec::new();
     let mut fixes = Vec::new();
+    for rule in rules {
+        problems.push(format!("rule {} on {} rewrites its statements", rule.name, rule.table));
+        fixes.push(format!("DROP RULE {} ON {};", rule.name, rule.table));
+    }
     for view in views {
         if view.kind == "m" {
             problems.push(format!(
@@ -83,7 +112,9 @@ pub fn evaluate_views(views: &[ViewFacts]) -> Check {
             fixes.push(format!("ALTER VIEW {} SET (security_invoker = true);", view.name));
         }
     }
-    verdict(NAME, problems, fixes, || format!("{} view(s) over tenant tables, all security_invoker", views.len()))
+    verdict(NAME, problems, fixes, || {
+        format!("{} view(s) over tenant tables, all security_invoker; no rules", views.len())
+    })
 }
 
 /// A SECURITY DEFINER function of our schemas (not a system schema's, not an extension's).

@@ -2,7 +2,7 @@
 
 use sqlx::PgPool;
 
-use super::exposure::{SecurityDefinerFacts, ViewFacts, security_definer_facts, view_facts};
+use super::exposure::{RuleFacts, SecurityDefinerFacts, ViewFacts, rule_facts, security_definer_facts, view_facts};
 use super::policies::{TenantTableFacts, deparsed_manifest_policies, tenant_table_facts};
 use super::privileges::{PrivilegeFacts, privilege_facts};
 use super::roles::{LoginRolesFacts, RoleFacts, login_facts, role_facts, role_setting_facts};
@@ -48,6 +48,8 @@ pub struct Facts {
     pub logins: Result<LoginRolesFacts, Unreadable>,
     /// Views over tenant tables.
     pub views: Result<Vec<ViewFacts>, Unreadable>,
+    /// Rewrite rules on tables.
+    pub rules: Result<Vec<RuleFacts>, Unreadable>,
     /// SECURITY DEFINER functions in our schemas.
     pub security_definer: Result<Vec<SecurityDefinerFacts>, Unreadable>,
     /// This connection's transport.
@@ -78,6 +80,7 @@ impl Facts {
             privileges: kept(privilege_facts(pool, server.version_num).await),
             logins: kept(login_facts(pool, ctx, &current_user).await),
             views: kept(view_facts(pool).await),
+            rules: kept(rule_facts(pool).await),
             security_definer: kept(security_definer_facts(pool).await),
             tls: kept(tls_facts(pool).await),
             role_settings: kept(role_setting_facts(pool).await),

@@ -23,7 +23,7 @@ mod tls;
 mod triggers;
 mod vector_index;
 
-pub use exposure::{SecurityDefinerFacts, ViewFacts, evaluate_security_definer, evaluate_views};
+pub use exposure::{RuleFacts, SecurityDefinerFacts, ViewFacts, evaluate_security_definer, evaluate_views};
 pub use facts::Facts;
 pub use policies::{
     PolicyFacts, TenantTableFacts, evaluate_policies, evaluate_row_level_security, evaluate_tenant_guard,
@@ -167,7 +167,7 @@ pub const CHECKS: [CheckDefinition; 19] = [
     },
     CheckDefinition { name: "privileges", evaluate: |f, _, m| Ok(evaluate_privileges(got(&f.privileges)?, m)) },
     CheckDefinition { name: "login_roles", evaluate: |f, _, _| Ok(evaluate_login_roles(got(&f.logins)?)) },
-    CheckDefinition { name: "views", evaluate: |f, _, _| Ok(evaluate_views(got(&f.views)?)) },
+    CheckDefinition { name: "views", evaluate: |f, _, _| Ok(evaluate_views(got(&f.views)?, got(&f.rules)?)) },
     CheckDefinition {
         name: "security_definer_functions",
         evaluate: |f, _, m| Ok(evaluate_security_definer(got(&f.security_definer)?, m)),

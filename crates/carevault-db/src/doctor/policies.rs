@@ -28,6 +28,10 @@ pub struct PolicyFacts {
 pub struct TenantTableFacts {
     /// `schema.table` (quoted where needed).
     pub name: String,
+    /// The type of its tenant column (`id` of `tenants`, `tenant_id` elsewhere), as `format_type`
+    /// writes it with an empty `search_path`: `uuid`, or a schema-qualified domain or type, whose
+    /// `=` operator could be anything.
+    pub tenant_column_type: Option<String>,
     /// ENABLE ROW LEVEL SECURITY.
     pub rls_enabled: bool,
     /// FORCE ROW LEVEL SECURITY.
@@ -36,7 +40,11 @@ pub struct TenantTableFacts {
     pub policies: Vec<PolicyFacts>,
 }
 
-const POLICIES: &str = "SELECT p.polname::text AS name, p.polpermissive AS permissive, p.polcmd::text AS command, \
+/// Names and expressions are read with an empty `search_path` (see [`deparsed_manifest_policies`]):
+/// `pg_get_expr` then qualifies every function, operator and type outside `pg_catalog`.
+const EMPTY_SEARCH_PATH: &str = "SELECT pg_catalog.set_config('search_path', '', true)";
+
+const POLICIES: &str = "SELECT quote_ident(p.polname) AS name, p.polpermissive AS permissive, p.polcmd::text AS command, \
             ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE r::regrole::text END \
                   FROM unnest(p.polroles) AS r ORDER BY 1) AS roles, \
             pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS using, \
@@ -62,9 +70,15 @@ async fn policies_of(conn: &mut PgConnection, table: &str) -> Result<Vec<PolicyF
 
 pub(super) async fn tenant_table_facts(pool: &PgPool, manifest: &Manifest) -> Result<Vec<TenantTableFacts>, DbError> {
     let names: Vec<String> = manifest.tenant_tables.iter().map(|t| t.name.clone()).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query(EMPTY_SEARCH_PATH).execute(&mut *tx).await?;
     let rows = sqlx::query(
         "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name, \
-                c.relrowsecurity, c.relforcerowsecurity \
+                c.relrowsecurity, c.relforcerowsecurity, \
+                (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a \
+                 WHERE a.attrelid = c.oid AND NOT a.attisdropped \
+                   AND a.attname = CASE WHEN c.relname = 'tenants' AND n.nspname = 'public' THEN 'id' \
+                                        ELSE 'tenant_id' END) AS tenant_column_type \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p') AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' \
            AND (quote_ident(n.nspname) || '.' || quote_ident(c.relname) = ANY($1) \
@@ -73,19 +87,20 @@ pub(super) async fn tenant_table_facts(pool: &PgPool, manifest: &Manifest) -> Re
          ORDER BY 1",
     )
     .bind(&names)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
-    let mut conn = pool.acquire().await?;
     let mut tables = Vec::with_capacity(rows.len());
     for row in rows {
         let name: String = row.get("name");
         tables.push(TenantTableFacts {
-            policies: policies_of(&mut conn, &name).await?,
+            policies: policies_of(&mut tx, &name).await?,
             name,
+            tenant_column_type: row.get("tenant_column_type"),
             rls_enabled: row.get("relrowsecurity"),
             rls_forced: row.get("relforcerowsecurity"),
         });
     }
+    tx.rollback().await?;
     Ok(tables)
 }
 
@@ -95,13 +110,20 @@ pub(super) async fn tenant_table_facts(pool: &PgPool, manifest: &Manifest) -> Re
 /// comparing with hand-written SQL is not (`pg_get_expr` adds casts and parentheses, and its
 /// output differs between PostgreSQL versions). Policies of tables that do not exist are kept as
 /// written (the checks report the table missing).
+///
+/// Both sides are printed with an empty `search_path` (only `pg_catalog`), so every function,
+/// operator and type outside it is printed with its schema: a policy that calls a
+/// `carevault_current_tenant()` of another schema, or compares through an `=` operator of a domain
+/// someone put on the tenant column, prints differently from the manifest's.
 pub(super) async fn deparsed_manifest_policies(pool: &PgPool, manifest: &Manifest) -> Result<Vec<Policy>, DbError> {
     let mut tx = pool.begin().await?;
+    sqlx::query(EMPTY_SEARCH_PATH).execute(&mut *tx).await?;
     let mut deparsed = Vec::with_capacity(manifest.policies.len());
     for (index, table) in manifest.tenant_tables.iter().enumerate() {
         let columns: Option<String> = sqlx::query_scalar(
             "SELECT string_agg(quote_ident(attname) || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) \
-             FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+             FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass($1) AND attnum > 0 \
+               AND NOT attisdropped",
         )
         .bind(&table.name)
         .fetch_one(&mut *tx)
@@ -112,19 +134,22 @@ pub(super) async fn deparsed_manifest_policies(pool: &PgPool, manifest: &Manifes
             continue;
         };
         let copy = format!("pg_temp.carevault_manifest_{index}");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE TEMPORARY TABLE {copy} ({columns})")))
+        // One statement through the extended protocol: nothing read from the catalog can stack
+        // another.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TEMPORARY TABLE {copy} ({columns})")))
             .execute(&mut *tx)
             .await?;
         for policy in policies {
             // Roles are compared on their own; PUBLIC keeps this independent of which exist.
-            let mut create = format!("CREATE POLICY {} ON {copy} FOR {}", policy.name, policy.command.as_str());
+            let mut create =
+                format!("CREATE POLICY {} ON {copy} FOR {}", quote_ident(&policy.name), policy.command.as_str());
             if let Some(using) = &policy.using {
                 create.push_str(&format!(" USING ({using})"));
             }
             if let Some(check) = &policy.with_check {
                 create.push_str(&format!(" WITH CHECK ({check})"));
             }
-            sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&mut *tx).await?;
+            sqlx::query(sqlx::AssertSqlSafe(create)).execute(&mut *tx).await?;
             let (using, with_check): (Option<String>, Option<String>) = sqlx::query_as(
                 "SELECT pg_catalog.pg_get_expr(polqual, polrelid), pg_catalog.pg_get_expr(polwithcheck, polrelid) \
                  FROM pg_catalog.pg_policy WHERE polrelid = $1::regclass AND polname = $2",
@@ -138,6 +163,13 @@ pub(super) async fn deparsed_manifest_policies(pool: &PgPool, manifest: &Manifes
     }
     tx.rollback().await?;
     Ok(deparsed)
+}
+
+/// `name` as an identifier in SQL: quoted unless it is a plain lower-case name.
+fn quote_ident(name: &str) -> String {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain { name.to_string() } else { format!("\"{}\"", name.replace('"', "\"\"")) }
 }
 
 fn missing_tables<'m>(tables: &[TenantTableFacts], manifest: &'m Manifest) -> Vec<&'m str> {
@@ -169,6 +201,18 @@ pub fn evaluate_row_level_security(tables: &[TenantTableFacts], manifest: &Manif
             fixes.push(format!(
                 "add {} to the manifest with Manifest::with_tenant_table and give it the policies it states \
                  (docs/EXTENSION_POINTS.md)",
+                table.name
+            ));
+        }
+        if table.tenant_column_type.as_deref() != Some("uuid") {
+            let found = table.tenant_column_type.as_deref().unwrap_or("missing");
+            problems.push(format!(
+                "{}'s tenant column is of type {found}, not uuid: a domain or type of its own brings its own = \
+                 operator to every policy and query",
+                table.name
+            ));
+            fixes.push(format!(
+                "restore the column's type from the migrations (ALTER TABLE {} ALTER COLUMN ... TYPE uuid)",
                 table.name
             ));
         }

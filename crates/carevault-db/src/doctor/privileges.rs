@@ -72,7 +72,7 @@ pub(super) async fn privilege_facts(pool: &PgPool, version_num: i32) -> Result<P
         .collect();
     held.sort();
     let schema_create: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT r.rolname::text, n.nspname::text FROM pg_catalog.pg_namespace n CROSS JOIN pg_catalog.pg_roles r \
+        "SELECT r.rolname::text, quote_ident(n.nspname) FROM pg_catalog.pg_namespace n CROSS JOIN pg_catalog.pg_roles r \
          WHERE r.rolname IN {ROLES} AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' \
            AND has_schema_privilege(r.oid, n.oid, 'CREATE') ORDER BY 1, 2"
     )))

@@ -29,6 +29,8 @@ pub struct RoleFacts {
     pub owns: Vec<String>,
     /// The roles it is a member of.
     pub member_of: Vec<String>,
+    /// The roles that are members of it (`quote_ident`-ed).
+    pub members: Vec<String>,
 }
 
 pub(super) async fn role_facts(pool: &PgPool) -> Result<Vec<RoleFacts>, DbError> {
@@ -50,7 +52,9 @@ pub(super) async fn role_facts(pool: &PgPool) -> Result<Vec<RoleFacts>, DbError>
                                           AND (n.nspname LIKE 'pg\\_temp\\_%' OR n.nspname LIKE 'pg\\_toast\\_temp\\_%')) \
                       ORDER BY 1) AS owns, \
                 ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members m \
-                      JOIN pg_catalog.pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1) AS member_of \
+                      JOIN pg_catalog.pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1) AS member_of, \
+                ARRAY(SELECT quote_ident(g.rolname) FROM pg_catalog.pg_auth_members m \
+                      JOIN pg_catalog.pg_roles g ON g.oid = m.member WHERE m.roleid = r.oid ORDER BY 1) AS members \
          FROM pg_catalog.pg_roles r \
          WHERE r.rolname IN ('carevault_app', 'carevault_platform', 'carevault_api', 'carevault_ops') \
          ORDER BY 1",
@@ -70,6 +74,7 @@ pub(super) async fn role_facts(pool: &PgPool) -> Result<Vec<RoleFacts>, DbError>
             inherit: r.get("rolinherit"),
             owns: r.get("owns"),
             member_of: r.get("member_of"),
+            members: r.get("members"),
         })
         .collect())
 }
@@ -125,6 +130,12 @@ pub fn evaluate_runtime_roles(roles: &[RoleFacts], owner: &str, manifest: &Manif
             let list: Vec<&str> = extra.iter().map(|m| m.as_str()).collect();
             problems.push(format!("{name} is a member of {}", list.join(", ")));
             fixes.push(format!("REVOKE {} FROM {name};", list.join(", ")));
+        }
+        // Whoever is a member of a runtime role can switch to it: only its login role may be.
+        let logins: Vec<&str> = manifest.roles.iter().filter(|r| r.member_of == Some(name)).map(|r| r.name).collect();
+        for member in role.members.iter().filter(|m| !logins.contains(&m.as_str())) {
+            problems.push(format!("{name} has member {member}"));
+            fixes.push(format!("REVOKE {name} FROM {member};"));
         }
     }
     verdict(NAME, problems, fixes, || {
@@ -272,11 +283,12 @@ pub fn evaluate_login_roles(facts: &LoginRolesFacts) -> Check {
 /// database, as `role: setting=value`.
 pub(super) async fn role_setting_facts(pool: &PgPool) -> Result<Vec<String>, DbError> {
     Ok(sqlx::query_scalar(
-        "SELECT r.rolname || ': ' || s || CASE WHEN d.setdatabase = 0 THEN ' (every database)' ELSE '' END \
+        "SELECT coalesce(r.rolname::text, 'every role') || ': ' || s \
+                || CASE WHEN d.setdatabase = 0 THEN ' (every database)' ELSE '' END \
          FROM pg_catalog.pg_db_role_setting d \
-         JOIN pg_catalog.pg_roles r ON r.oid = d.setrole \
+         LEFT JOIN pg_catalog.pg_roles r ON r.oid = d.setrole \
          CROSS JOIN unnest(d.setconfig) AS s \
-         WHERE r.rolname LIKE 'carevault\\_%' \
+         WHERE (d.setrole = 0 OR r.rolname LIKE 'carevault\\_%') \
            AND d.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())) \
          ORDER BY 1",
     )
@@ -288,16 +300,31 @@ pub(super) async fn role_setting_facts(pool: &PgPool) -> Result<Vec<String>, DbE
 /// session holding a login's credentials can leave settings for every later connection. The pools
 /// pin the settings that matter for isolation (role, search_path, read-only, row security, the
 /// tenant settings); the rest (timeouts, say) may be deliberate, but must be seen.
+///
+/// `session_replication_role` is a FAIL wherever it is stored (for our roles, for every role, for
+/// the database): `replica` silences every ordinary trigger (the audit log's immutability, the
+/// immutable keys) and every foreign-key check, and the pools cannot pin it back (it needs a
+/// superuser).
 pub fn evaluate_role_settings(settings: &[String], manifest: &Manifest) -> Check {
     const NAME: &str = "role_settings";
     let settings: Vec<&String> = settings.iter().filter(|s| !manifest.role_settings.contains(&s.as_str())).collect();
+    let silencing: Vec<&str> =
+        settings.iter().filter(|s| s.contains(": session_replication_role=")).map(|s| s.as_str()).collect();
+    if !silencing.is_empty() {
+        return Check::fail(
+            NAME,
+            format!("stored defaults switch triggers and foreign-key checks off: {}", silencing.join("; ")),
+            "as a superuser: ALTER DATABASE <db> RESET session_replication_role; \
+             ALTER ROLE <role> [IN DATABASE <db>] RESET session_replication_role",
+        );
+    }
     if settings.is_empty() {
         return Check::pass(NAME, "no role defaults stored for the carevault roles");
     }
     Check::warn(
         NAME,
         format!(
-            "role defaults stored for carevault roles: {}",
+            "defaults stored for carevault roles or the whole database: {}",
             settings.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; ")
         ),
         "if you did not set them (docs/POSTGRESQL_TUNING.md recommends only timeouts on the login roles), \

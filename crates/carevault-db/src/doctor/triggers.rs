@@ -21,6 +21,9 @@ pub struct TriggerFacts {
     pub function: String,
     /// Whether that function belongs to an extension (such triggers are the extension's business).
     pub extension_function: bool,
+    /// Whether it fires only sometimes or is told something: a WHEN condition, a column list
+    /// (`UPDATE OF ...`) or arguments. None of ours has any.
+    pub narrowed: bool,
 }
 
 pub(super) async fn trigger_facts(pool: &PgPool, manifest: &Manifest) -> Result<Vec<TriggerFacts>, DbError> {
@@ -28,7 +31,8 @@ pub(super) async fn trigger_facts(pool: &PgPool, manifest: &Manifest) -> Result<
     let rows = sqlx::query(
         "SELECT t.tgrelid::regclass::text AS relation, \
                 quote_ident(rn.nspname) || '.' || quote_ident(r.relname) AS table, \
-                t.tgname::text AS name, t.tgenabled::text AS enabled, t.tgtype::int2 AS tgtype, \
+                quote_ident(t.tgname) AS name, t.tgenabled::text AS enabled, \
+                (t.tgqual IS NOT NULL OR t.tgnargs > 0 OR coalesce(array_length(t.tgattr::int2[], 1), 0) > 0) AS narrowed, t.tgtype::int2 AS tgtype, \
                 quote_ident(pn.nspname) || '.' || quote_ident(p.proname) AS function, \
                 EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass \
                         AND d.objid = p.oid AND d.deptype = 'e') AS extension_function \
@@ -50,6 +54,7 @@ pub(super) async fn trigger_facts(pool: &PgPool, manifest: &Manifest) -> Result<
             tgtype: r.get("tgtype"),
             function: r.get("function"),
             extension_function: r.get("extension_function"),
+            narrowed: r.get("narrowed"),
         })
         .collect())
 }
@@ -63,6 +68,12 @@ fn trigger_problem(triggers: &[TriggerFacts], expected: &Trigger) -> Option<(Str
         let (when, level) = expected.tgtype.clauses();
         return Some((
             format!("{} on {} is not {when} {level} running {}()", expected.name, expected.table, expected.function),
+            expected.create_sql(),
+        ));
+    }
+    if trigger.narrowed {
+        return Some((
+            format!("{} on {} has a WHEN condition, a column list or arguments", expected.name, expected.table),
             expected.create_sql(),
         ));
     }

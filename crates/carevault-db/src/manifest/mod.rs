@@ -34,9 +34,11 @@ pub const ROLES: [Role; 4] = [
 ];
 
 /// The current tenant, as every policy of `carevault_app` reads it: the one function
-/// `carevault_current_tenant()` (migration 15), in a sub-select so that PostgreSQL evaluates it
-/// once per statement (an InitPlan) rather than once per row.
-pub const CURRENT_TENANT: &str = "(SELECT carevault_current_tenant())";
+/// `public.carevault_current_tenant()` (migration 15), in a sub-select so that PostgreSQL
+/// evaluates it once per statement (an InitPlan) rather than once per row. Schema-qualified: the
+/// doctor deparses it with an empty `search_path`, so a function of the same name in another
+/// schema (or in `pg_catalog`) is not mistaken for it.
+pub const CURRENT_TENANT: &str = "(SELECT public.carevault_current_tenant())";
 
 /// The columns of `audit_logs` the runtime roles may INSERT: `id` and `created_at` always take
 /// their defaults (a random id, the database clock), so no session can backdate a row.

@@ -187,6 +187,17 @@ async fn every_tenant_table_has_forced_rls_a_guard_and_a_policy_per_granted_comm
     }
 }
 
+/// A transaction switched to `carevault_app` in the System tenant, as `TenantTx` opens one.
+async fn system_tenant_transaction(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('role', 'carevault_app', true), set_config('app.current_tenant_id', $1, true)")
+        .bind(carevault_db::TenantId::SYSTEM.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
 #[tokio::test]
 async fn policies_call_the_tenant_function_once_per_query() {
     let db = TestDb::new().await;
@@ -214,12 +225,7 @@ async fn policies_call_the_tenant_function_once_per_query() {
     }
     // The plan of a tenant's scan: the tenant is an InitPlan's parameter, and nothing calls the
     // function per row.
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('role', 'carevault_app', true), set_config('app.current_tenant_id', $1, true)")
-        .bind(carevault_db::TenantId::SYSTEM.to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let mut tx = system_tenant_transaction(&pool).await;
     sqlx::raw_sql("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off")
         .execute(&mut *tx)
         .await
@@ -245,12 +251,7 @@ async fn policies_call_the_tenant_function_once_per_query() {
 async fn the_tenant_function_ignores_a_hostile_search_path() {
     let db = TestDb::new().await;
     let pool = pool(&db).await;
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('role', 'carevault_app', true), set_config('app.current_tenant_id', $1, true)")
-        .bind(carevault_db::TenantId::SYSTEM.to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let mut tx = system_tenant_transaction(&pool).await;
     // pg_temp is searched first for types: a temporary table named uuid shadows the type uuid for
     // anything parsed now...
     sqlx::query("CREATE TEMPORARY TABLE uuid (x text)").execute(&mut *tx).await.unwrap();

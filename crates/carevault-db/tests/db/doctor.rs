@@ -144,7 +144,7 @@ async fn a_policy_widened_with_or_true_fails_naming_it_and_its_expression() {
     assert!(
         fix.contains(
             "CREATE POLICY document_isolation_policy ON public.documents AS PERMISSIVE FOR ALL TO carevault_app \
-             USING (tenant_id = (SELECT carevault_current_tenant()))"
+             USING (tenant_id = (SELECT public.carevault_current_tenant()))"
         ),
         "{fix}"
     );
@@ -437,6 +437,77 @@ async fn a_database_migrated_before_the_comment_only_edits_still_migrates_and_pa
         sqlx::query_scalar("SELECT checksum FROM _sqlx_migrations WHERE version = 8").fetch_one(&owner).await.unwrap();
     let current = carevault_db::migrate::MIGRATOR.iter().find(|m| m.version == 8).unwrap();
     assert_eq!(recorded, current.checksum.as_ref(), "migrate up records today's checksum");
+}
+
+#[tokio::test]
+async fn a_stored_session_replication_role_fails_role_settings() {
+    let db = TestDb::new().await;
+    let owner = db.owner_pool().await;
+    let name: String = sqlx::query_scalar("SELECT current_database()::text").fetch_one(&owner).await.unwrap();
+    let set = format!("ALTER DATABASE \"{name}\" SET session_replication_role = replica");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&owner).await.unwrap();
+    let checks = doctor::run(&owner, &ctx()).await.unwrap();
+    let reset = format!("ALTER DATABASE \"{name}\" RESET ALL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(reset)).execute(&owner).await.unwrap();
+    let check = only_failing(&checks, "role_settings");
+    assert!(check.message.contains("every role: session_replication_role=replica"), "{check:?}");
+}
+
+#[tokio::test]
+async fn a_domain_with_its_own_equality_on_the_tenant_column_fails() {
+    // The owner swaps the tenant column's type for a domain whose = is always true and re-creates
+    // the policy with the same text: it prints the same with the default search_path.
+    let checks = doctor_after(
+        "CREATE DOMAIN public.tenant_uuid AS uuid; \
+         CREATE FUNCTION public.always(public.tenant_uuid, uuid) RETURNS boolean LANGUAGE sql IMMUTABLE \
+             AS 'SELECT true'; \
+         CREATE OPERATOR public.= (LEFTARG = public.tenant_uuid, RIGHTARG = uuid, FUNCTION = public.always); \
+         DROP POLICY document_isolation_policy ON documents; DROP POLICY tenant_guard ON documents; \
+         ALTER TABLE documents ALTER COLUMN tenant_id TYPE public.tenant_uuid; \
+         CREATE POLICY document_isolation_policy ON documents FOR ALL TO carevault_app \
+             USING (tenant_id = (SELECT carevault_current_tenant())) \
+             WITH CHECK (tenant_id = (SELECT carevault_current_tenant())); \
+         CREATE POLICY tenant_guard ON documents AS RESTRICTIVE FOR ALL TO carevault_app \
+             USING (tenant_id = (SELECT carevault_current_tenant())) \
+             WITH CHECK (tenant_id = (SELECT carevault_current_tenant()))",
+    )
+    .await;
+    let failing: Vec<&str> = checks.iter().filter(|c| c.status != Status::Pass).map(|c| c.name).collect();
+    assert!(
+        ["row_level_security", "policies", "tenant_guard"].iter().all(|name| failing.contains(name)),
+        "{}",
+        describe(&checks)
+    );
+    let rls = checks.iter().find(|c| c.name == "row_level_security").unwrap();
+    assert!(rls.message.contains("public.documents's tenant column is of type public.tenant_uuid"), "{rls:?}");
+}
+
+#[tokio::test]
+async fn a_shadowing_tenant_function_in_another_schema_fails() {
+    // A schema named after the owner comes first on the default search_path ("$user", public).
+    let checks = doctor_after(
+        "CREATE SCHEMA shadow; \
+         CREATE FUNCTION shadow.carevault_current_tenant() RETURNS uuid LANGUAGE sql STABLE \
+             RETURN '00000000-0000-0000-0000-000000000000'::uuid; \
+         SET search_path = shadow, public; \
+         ALTER POLICY user_isolation_policy ON users \
+             USING (tenant_id = (SELECT carevault_current_tenant())) \
+             WITH CHECK (tenant_id = (SELECT carevault_current_tenant())); \
+         RESET search_path",
+    )
+    .await;
+    let check = checks.iter().find(|c| c.name == "policies").unwrap();
+    assert_eq!(check.status, Status::Fail, "{}", describe(&checks));
+    assert!(check.message.contains("shadow.carevault_current_tenant()"), "{check:?}");
+}
+
+#[tokio::test]
+async fn a_rule_on_a_tenant_table_fails() {
+    // An INSTEAD rule makes every audit insert "succeed" without a row.
+    let check =
+        only_failing(&doctor_after("CREATE RULE swallow AS ON INSERT TO audit_logs DO INSTEAD NOTHING").await, "views");
+    assert!(check.message.contains("rule swallow on public.audit_logs"), "{check:?}");
+    assert_eq!(check.fix.as_deref(), Some("DROP RULE swallow ON public.audit_logs;"));
 }
 
 #[tokio::test]

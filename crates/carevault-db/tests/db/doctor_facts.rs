@@ -5,7 +5,7 @@
 use carevault_db::Environment;
 use carevault_db::doctor::{
     self, FunctionFacts, HeldPrivilege, IndexFacts, LoginFacts, LoginRolesFacts, MigrationFacts, PgvectorFacts,
-    PolicyFacts, PrivilegeFacts, RoleFacts, SecurityDefinerFacts, ServerFacts, Status, SystemTenantFacts,
+    PolicyFacts, PrivilegeFacts, RoleFacts, RuleFacts, SecurityDefinerFacts, ServerFacts, Status, SystemTenantFacts,
     TenantTableFacts, TlsFacts, TriggerFacts, ViewFacts,
 };
 use carevault_db::manifest::{Command, Manifest, Privilege};
@@ -156,6 +156,11 @@ fn role(name: &str) -> RoleFacts {
             "carevault_ops" => vec!["carevault_platform".into()],
             _ => vec![],
         },
+        members: match name {
+            "carevault_app" => vec!["carevault_api".into()],
+            "carevault_platform" => vec!["carevault_ops".into()],
+            _ => vec![],
+        },
     }
 }
 
@@ -195,6 +200,14 @@ fn runtime_roles() {
 
     let check = doctor::evaluate_runtime_roles(&with_role(|r| r.can_login = true), "owner", &manifest());
     assert_eq!(check.status, Status::Fail);
+
+    // Another login that may switch to the platform role.
+    let mut roles = designed_roles();
+    roles.iter_mut().find(|r| r.name == "carevault_platform").unwrap().members.push("reporting".into());
+    let check = doctor::evaluate_runtime_roles(&roles, "owner", &manifest());
+    assert_eq!(check.status, Status::Fail);
+    assert!(check.message.contains("carevault_platform has member reporting"), "{check:?}");
+    assert!(check.fix.unwrap().contains("REVOKE carevault_platform FROM reporting;"));
 
     // A login role with BYPASSRLS, or the runtime role missing.
     let mut roles = designed_roles();
@@ -253,11 +266,13 @@ fn views() {
         options: options.iter().map(|o| o.to_string()).collect(),
         reads: vec!["public.documents".into()],
     };
-    assert_eq!(doctor::evaluate_views(&[view("v", &[])]).status, Status::Fail);
-    assert_eq!(doctor::evaluate_views(&[view("v", &["security_invoker=false"])]).status, Status::Fail);
-    assert_eq!(doctor::evaluate_views(&[view("v", &["security_invoker=on"])]).status, Status::Pass);
-    assert_eq!(doctor::evaluate_views(&[view("m", &[])]).status, Status::Fail);
-    assert_eq!(doctor::evaluate_views(&[]).status, Status::Pass);
+    assert_eq!(doctor::evaluate_views(&[view("v", &[])], &[]).status, Status::Fail);
+    assert_eq!(doctor::evaluate_views(&[view("v", &["security_invoker=false"])], &[]).status, Status::Fail);
+    assert_eq!(doctor::evaluate_views(&[view("v", &["security_invoker=on"])], &[]).status, Status::Pass);
+    assert_eq!(doctor::evaluate_views(&[view("m", &[])], &[]).status, Status::Fail);
+    assert_eq!(doctor::evaluate_views(&[], &[]).status, Status::Pass);
+    let rule = RuleFacts { table: "public.audit_logs".into(), name: "swallow".into() };
+    assert_eq!(doctor::evaluate_views(&[], &[rule]).status, Status::Fail);
 }
 
 #[test]
@@ -287,6 +302,7 @@ fn designed_triggers() -> Vec<TriggerFacts> {
             tgtype: t.tgtype.0,
             function: t.function.into(),
             extension_function: false,
+            narrowed: false,
         })
         .collect()
 }
@@ -311,6 +327,12 @@ fn triggers() {
     let mut other = designed.clone();
     other[index("prevent_audit_log_truncate")].function = "public.set_updated_at".into();
     assert_eq!(doctor::evaluate_truncate_guard(&other, &manifest).status, Status::Fail);
+    // A guard that fires only WHEN (false), or only for some columns, is no guard.
+    let mut narrowed = designed.clone();
+    narrowed[index("prevent_audit_log_truncate")].narrowed = true;
+    let check = doctor::evaluate_truncate_guard(&narrowed, &manifest);
+    assert_eq!(check.status, Status::Fail);
+    assert!(check.message.contains("has a WHEN condition"), "{check:?}");
     // A trigger the manifest does not state fails, unless an extension owns its function.
     let mut extra = designed.clone();
     extra.push(TriggerFacts { name: "copy_rows".into(), function: "public.copy_rows".into(), ..designed[0].clone() });
@@ -368,6 +390,7 @@ fn a_new_tenant_table_needs_to_be_in_the_manifest_with_forced_rls_and_its_polici
     };
     let table = |name: &str, forced: bool, policies: Vec<PolicyFacts>| TenantTableFacts {
         name: name.into(),
+        tenant_column_type: Some("uuid".into()),
         rls_enabled: true,
         rls_forced: forced,
         policies,
