@@ -1,37 +1,28 @@
-//! Database URLs with their passwords hidden, for logs and error messages.
+//! Database URLs for logs and error messages: who and where, never a secret.
 
-/// The URL with its password (in the user info or a `password=` parameter) replaced by `***`,
-/// for logs and error messages.
+/// The user and the host (with its port) of a PostgreSQL URL, as `user@host:port`, for logs and
+/// error messages. Nothing else of the URL is shown: the password, wherever it was written (the
+/// user info, a `password=` parameter), the database name and the other parameters stay out.
+///
+/// The URL is parsed, not cut at the first `/` or `?`: a password may hold those characters
+/// unencoded (`postgres://carevault:Sup3r/Secret@db/carevault`), and then the URL does not parse
+/// at all. A URL that does not parse is never echoed, since any part of it may be the password.
 pub fn redact(url: &str) -> String {
-    let url = redact_password_parameter(url);
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url;
+    const UNPARSABLE: &str = "(a URL that does not parse as postgres://user@host:port/database; not shown)";
+    let Ok(parsed) = url::Url::parse(url) else {
+        return UNPARSABLE.to_string();
     };
-    // The user info ends at the last '@' before the path; a password may itself contain '@'.
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url;
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-        None => url,
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return UNPARSABLE.to_string();
     }
-}
-
-/// libpq also accepts the password as a query parameter (`?password=...`).
-fn redact_password_parameter(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_string();
+    let user = match parsed.username() {
+        "" => String::new(),
+        user => format!("{user}@"),
     };
-    let parameters: Vec<String> = query
-        .split('&')
-        .map(|parameter| match parameter.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => parameter.to_string(),
-        })
-        .collect();
-    format!("{base}?{}", parameters.join("&"))
+    // No host: libpq's default socket (a `host=` parameter, when present, is not shown either).
+    let host = parsed.host_str().filter(|h| !h.is_empty()).unwrap_or("(default socket)");
+    let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{user}{host}{port}")
 }
 
 #[cfg(test)]
@@ -39,20 +30,25 @@ mod tests {
     use super::redact;
 
     #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://u:secret@db:5432/x"), "postgres://u:***@db:5432/x");
-        assert_eq!(redact("postgresql://u:p@ss@db/x?sslmode=require"), "postgresql://u:***@db/x?sslmode=require");
-        assert_eq!(redact("postgres://u:secret@db"), "postgres://u:***@db");
-        assert_eq!(
-            redact("postgres://u@db/x?sslmode=require&password=secret"),
-            "postgres://u@db/x?sslmode=require&password=***"
-        );
+    fn only_the_user_and_the_host_are_shown() {
+        assert_eq!(redact("postgres://u:secret@db:5432/x"), "u@db:5432");
+        assert_eq!(redact("postgresql://u:p%40ss@db/x?sslmode=require"), "u@db");
+        assert_eq!(redact("postgres://u@db/x?sslmode=require&password=secret"), "u@db");
+        assert_eq!(redact("postgres://db/x"), "db");
+        // The embedded cluster's form: the socket directory is a parameter, and not shown.
+        assert_eq!(redact("postgres://postgres@localhost/carevault?host=/tmp/x&port=5432"), "postgres@localhost");
     }
 
     #[test]
-    fn urls_without_password_are_unchanged() {
-        for url in ["postgres://postgres@localhost/carevault?host=/tmp/x", "postgres://db/x", "not a url"] {
-            assert_eq!(redact(url), url);
+    fn a_url_that_does_not_parse_is_never_echoed() {
+        for url in [
+            "postgres://carevault:Sup3r/Secret@db.internal:5432/carevault",
+            "postgres://carevault:Sup3r?Secret@db.internal:5432/carevault",
+            "not a url Sup3rSecret",
+            "mysql://u:Sup3rSecret@db/x",
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains("Sup3r") && !shown.contains("Secret"), "{url} -> {shown}");
         }
     }
 }

@@ -237,3 +237,19 @@ fn bootstrap_sql_is_printed_alone_on_stdout_without_a_database() {
     assert_success(&output, &["migrate", "bootstrap-sql"]);
     assert_eq!(String::from_utf8_lossy(&output.stdout), carevault_db::migrate::BOOTSTRAP_SQL);
 }
+
+#[tokio::test]
+async fn a_password_with_a_slash_is_never_printed() {
+    // A password holding an unencoded '/': cutting the URL at its first '/' used to print it.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_carevault"))
+        .args(["migrate", "status"])
+        .env("DATABASE_URL", "postgres://carevault:Sup3r/Secret@127.0.0.1:1/carevault")
+        .env("LOG_LEVEL", "debug")
+        .output()
+        .await
+        .expect("running the carevault binary");
+    assert!(!output.status.success());
+    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!printed.contains("Sup3r") && !printed.contains("Secret"), "{printed}");
+    assert!(printed.contains("not shown"), "{printed}");
+}
