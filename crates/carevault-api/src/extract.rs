@@ -199,9 +199,11 @@ async fn resolve_caller(
     required: UserRole,
     parts: &Parts,
 ) -> Result<(Tenant, User), ApiError> {
-    // The `sub` is looked up trimmed, as `BoundedText` keeps it. One that is not valid text is
-    // refused (401) only after the tenant check, so that an unknown tenant is reported first.
-    let sub = BoundedText::parse("sub", &token.sub, 255);
+    // The `sub` is matched byte for byte. Stored identities are `BoundedText`s (trimmed, no control
+    // characters), so a `sub` that is not already in that form can match no user, and provisioning
+    // it would store another, trimmed, identity: it is refused (401), like one that is not valid
+    // text, only after the tenant check, so that an unknown tenant is reported first.
+    let sub = BoundedText::parse("sub", &token.sub, 255).ok().filter(|sub| sub.as_str() == token.sub).ok_or(());
     // The transaction is the *claimed* tenant's: RLS shows nothing of an unknown one, which
     // becomes a 403.
     let mut tx = TenantTx::begin(pool, tenant_id, audit_context(parts)).await?;

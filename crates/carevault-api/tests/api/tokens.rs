@@ -108,6 +108,9 @@ async fn bad_tokens_are_refused_with_their_code_and_write_nothing() {
     // Not valid text: refused without reaching the database (a NUL made PostgreSQL raise, a 500).
     spoil("sub with a NUL", &|c| c["sub"] = json!("admin\u{0}"), 401, "AUTH_001");
     spoil("sub too long", &|c| c["sub"] = json!("s".repeat(256)), 401, "AUTH_001");
+    // Matched byte for byte: "admin " is not the admin (it used to sign in as "admin").
+    spoil("sub with a trailing space", &|c| c["sub"] = json!("admin "), 401, "AUTH_001");
+    spoil("sub with a leading tab", &|c| c["sub"] = json!("\tadmin"), 401, "AUTH_001");
     spoil("tenant not a UUID", &|c| c["tenant_id"] = json!("org-456"), 403, "AUTH_007");
     spoil("tenant a number", &|c| c["tenant_id"] = json!(42), 403, "AUTH_007");
     spoil("unknown tenant", &|c| c["tenant_id"] = json!(TenantId::new_random().to_string()), 403, "AUTH_007");
