@@ -318,6 +318,26 @@ async fn idp_down_at_start_means_keys_unavailable() {
 }
 
 #[tokio::test]
+async fn readiness_retries_of_the_keys_are_rate_limited() {
+    let rsa = TestKey::rsa("rsa-1", RSA1_PEM);
+    let idp = Idp::start(&[&rsa]).await;
+    idp.go_down().await;
+    let auth = authenticator(idp_config(&idp.issuer()));
+    // What 200 readiness probes do while the IdP has been down since the start: one fetch (one
+    // discovery request), not 200.
+    for _ in 0..200 {
+        auth.retry_keys().await;
+    }
+    assert!(!auth.keys_ready());
+    let attempts = idp.server.received_requests().await.unwrap().len();
+    assert_eq!(attempts, 1, "requests to the IdP: {attempts}");
+    // Tokens with an unknown kid share the same limit.
+    let result = auth.verify(&rsa.sign(&claims(&idp.issuer()))).await;
+    assert!(matches!(result, Err(AuthError::KeysUnavailable(_))), "{result:?}");
+    assert_eq!(idp.server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn slow_idp_cannot_hang_requests() {
     let rsa = TestKey::rsa("rsa-1", RSA1_PEM);
     let idp = Idp::start(&[&rsa]).await;

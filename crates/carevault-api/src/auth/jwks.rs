@@ -109,7 +109,7 @@ impl JwksCache {
 
     /// Request-triggered refresh: single flight, rate-limited. Errors are logged, not returned:
     /// the caller looks at the keys afterwards either way.
-    async fn refresh_on_demand(&self) {
+    pub(crate) async fn refresh_on_demand(&self) {
         let seen = self.generation.load(Ordering::Acquire);
         let mut state = self.refresh.lock().await;
         if self.generation.load(Ordering::Acquire) != seen {

@@ -292,13 +292,25 @@ impl Authenticator {
     /// success. A failure keeps the previous keys (if any) and returns
     /// [`AuthError::KeysUnavailable`]. `Ok(())` without I/O when no issuer is configured.
     ///
-    /// Call it at startup. Readiness should report [`keys_ready`](Self::keys_ready) and call this
-    /// only while that is `false` (each call fetches; it is not rate-limited, unlike the
-    /// refreshes requests trigger). Concurrent calls are serialized.
+    /// Call it at startup: each call fetches (it is not rate-limited). Concurrent calls are
+    /// serialized. Readiness uses [`retry_keys`](Self::retry_keys) instead.
     pub async fn refresh(&self) -> Result<(), AuthError> {
         match &self.inner.jwks {
             Some(jwks) => jwks.refresh_now().await,
             None => Ok(()),
+        }
+    }
+
+    /// Fetches the issuer's keys again while none were ever fetched, at most once per
+    /// `min_refresh_interval` and single flight, sharing that limit with the refreshes that tokens
+    /// with an unknown `kid` trigger: an unauthenticated caller polling readiness while the
+    /// identity provider is down cannot make the server hammer it. Errors are not returned: look
+    /// at [`keys_ready`](Self::keys_ready) afterwards.
+    pub async fn retry_keys(&self) {
+        if let Some(jwks) = &self.inner.jwks
+            && !jwks.has_keys()
+        {
+            jwks.refresh_on_demand().await;
         }
     }
 

@@ -95,10 +95,9 @@ pub async fn ready(
     });
 
     let started = Instant::now();
-    if !inner.auth.keys_ready() {
-        // Try once more; the start-up fetch may have failed while the IdP was down.
-        let _ = inner.auth.refresh().await;
-    }
+    // The start-up fetch may have failed while the IdP was down: retry, rate-limited (this
+    // endpoint needs no token, so it must not be a way to make the server call the IdP at will).
+    inner.auth.retry_keys().await;
     let jwks_ok = inner.auth.keys_ready();
     checks.push(Check {
         name: "jwks",
