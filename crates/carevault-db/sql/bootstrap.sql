@@ -37,6 +37,13 @@ $$;
 GRANT carevault_app TO carevault_api WITH INHERIT FALSE, SET TRUE;
 GRANT carevault_platform TO carevault_ops WITH INHERIT FALSE, SET TRUE;
 
+-- No session of the two logins keeps a transaction open and idle for more than 10 s (its locks
+-- and its snapshot would hold up everyone else; requests read their body before they open one). The pools also send it at connect time;
+-- this role default is what remains when a pooler drops startup parameters. The security manifest
+-- states the value (`manifest::IDLE_IN_TRANSACTION_TIMEOUT`) and the doctor compares.
+ALTER ROLE carevault_api SET idle_in_transaction_session_timeout = '10s';
+ALTER ROLE carevault_ops SET idle_in_transaction_session_timeout = '10s';
+
 -- Refuse memberships we did not make: a runtime or login role that is also a member of another
 -- role (pg_read_all_data, the owner, ...) or holds ADMIN on a grant would escape its privileges,
 -- and re-running this script would not notice.

@@ -191,10 +191,12 @@ pub async fn connection_is_clean(conn: &mut PgConnection, login: &str) -> Result
 /// role can set for itself (`ALTER ROLE carevault_api SET ...` needs no privilege beyond being
 /// that role), so a session holding the login's credentials cannot make every later connection
 /// read-only, resolve names elsewhere, start with a switched role or a tenant already set (found by
-/// the attack catalogue, `attacks.rs`, "persistence"). Timeouts are left to the operator's role
-/// settings (docs/POSTGRESQL_TUNING.md); `carevault doctor` lists every role setting it finds.
-const PINNED_SETTINGS: [(&str, &str); 6] = [
+/// the attack catalogue, `attacks.rs`, "persistence"), nor keep a transaction open and idle for
+/// long. Other timeouts are left to the operator's role settings (docs/POSTGRESQL_TUNING.md);
+/// `carevault doctor` lists every role setting it finds.
+const PINNED_SETTINGS: [(&str, &str); 7] = [
     ("role", "none"),
+    ("idle_in_transaction_session_timeout", crate::manifest::IDLE_IN_TRANSACTION_TIMEOUT),
     ("search_path", "public"),
     ("default_transaction_read_only", "off"),
     ("row_security", "on"),

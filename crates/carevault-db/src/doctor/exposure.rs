@@ -174,3 +174,16 @@ pub fn evaluate_security_definer(functions: &[SecurityDefinerFacts], manifest: &
         .join("\n");
     Check::fail(NAME, format!("SECURITY DEFINER functions run with their owner's rights: {message}"), fixes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::security_invoker;
+
+    #[test]
+    fn security_invoker_options() {
+        assert!(security_invoker(&["security_invoker=true".into()]));
+        assert!(security_invoker(&["security_barrier=true".into(), "security_invoker=on".into()]));
+        assert!(!security_invoker(&["security_invoker=false".into()]));
+        assert!(!security_invoker(&[]));
+    }
+}

@@ -307,27 +307,92 @@ pub(super) async fn role_setting_facts(pool: &PgPool) -> Result<Vec<String>, DbE
 /// superuser).
 pub fn evaluate_role_settings(settings: &[String], manifest: &Manifest) -> Check {
     const NAME: &str = "role_settings";
-    let settings: Vec<&String> = settings.iter().filter(|s| !manifest.role_settings.contains(&s.as_str())).collect();
-    let silencing: Vec<&str> =
-        settings.iter().filter(|s| s.contains(": session_replication_role=")).map(|s| s.as_str()).collect();
-    if !silencing.is_empty() {
+    // `role: name=value...` -> (role, name)
+    let key = |setting: &str| -> Option<(String, String)> {
+        let (role, rest) = setting.split_once(": ")?;
+        Some((role.to_string(), rest.split_once('=')?.0.to_string()))
+    };
+    let stated: Vec<(String, String)> = manifest.role_settings.iter().filter_map(|s| key(s)).collect();
+    let unexpected: Vec<&String> = settings.iter().filter(|s| !manifest.role_settings.contains(s)).collect();
+    let mut failures: Vec<String> = unexpected
+        .iter()
+        .filter(|s| s.contains(": session_replication_role=") || key(s).is_some_and(|k| stated.contains(&k)))
+        .map(|s| s.to_string())
+        .collect();
+    let missing: Vec<&String> = manifest.role_settings.iter().filter(|s| !settings.contains(s)).collect();
+    failures.extend(missing.iter().map(|s| format!("missing {s}")));
+    if !failures.is_empty() {
+        // The stated defaults, as the statements that store them.
+        let restore: Vec<String> = manifest
+            .role_settings
+            .iter()
+            .filter_map(|s| {
+                let (role, rest) = s.split_once(": ")?;
+                let (name, value) = rest.trim_end_matches(" (every database)").split_once('=')?;
+                Some(format!("ALTER ROLE {role} SET {name} = '{value}';"))
+            })
+            .collect();
         return Check::fail(
             NAME,
-            format!("stored defaults switch triggers and foreign-key checks off: {}", silencing.join("; ")),
-            "as a superuser: ALTER DATABASE <db> RESET session_replication_role; \
-             ALTER ROLE <role> [IN DATABASE <db>] RESET session_replication_role",
+            format!(
+                "stored defaults differ from the manifest (session_replication_role silences triggers and foreign \
+                 keys; the login roles' idle-transaction timeout is stated): {}",
+                failures.join("; ")
+            ),
+            format!(
+                "as a superuser: RESET what differs (ALTER DATABASE <db> RESET <name>; ALTER ROLE <role> [IN \
+                 DATABASE <db>] RESET <name>), then restore the stated defaults:\n{}",
+                restore.join("\n")
+            ),
         );
     }
-    if settings.is_empty() {
-        return Check::pass(NAME, "no role defaults stored for the carevault roles");
+    if unexpected.is_empty() {
+        return Check::pass(NAME, "the stored defaults of the carevault roles are the manifest's");
     }
     Check::warn(
         NAME,
         format!(
             "defaults stored for carevault roles or the whole database: {}",
-            settings.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; ")
+            unexpected.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; ")
         ),
         "if you did not set them (docs/POSTGRESQL_TUNING.md recommends only timeouts on the login roles), \
          remove them as a superuser: ALTER ROLE <role> [IN DATABASE <db>] RESET ALL",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::Status;
+
+    fn stated() -> Vec<String> {
+        Manifest::carevault().role_settings
+    }
+
+    #[test]
+    fn the_stated_defaults_pass_and_others_are_reported() {
+        let manifest = Manifest::carevault();
+        assert_eq!(evaluate_role_settings(&stated(), &manifest).status, Status::Pass);
+        let mut more = stated();
+        more.push("carevault_api: statement_timeout=1ms".into());
+        let found = evaluate_role_settings(&more, &manifest);
+        assert_eq!(found.status, Status::Warn);
+        assert!(found.message.contains("statement_timeout=1ms"));
+    }
+
+    #[test]
+    fn a_stated_default_missing_or_changed_fails() {
+        let manifest = Manifest::carevault();
+        let check = evaluate_role_settings(&stated()[1..], &manifest);
+        assert_eq!(check.status, Status::Fail);
+        assert!(check.message.contains("missing carevault_api: idle_in_transaction_session_timeout=10s"), "{check:?}");
+        let fix = check.fix.unwrap_or_default();
+        assert!(fix.contains("ALTER ROLE carevault_api SET idle_in_transaction_session_timeout = '10s';"), "{fix}");
+
+        let mut changed = stated();
+        changed.push("carevault_ops: idle_in_transaction_session_timeout=0".into());
+        let check = evaluate_role_settings(&changed, &manifest);
+        assert_eq!(check.status, Status::Fail);
+        assert!(check.message.contains("carevault_ops: idle_in_transaction_session_timeout=0"), "{check:?}");
+    }
 }

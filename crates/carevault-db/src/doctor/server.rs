@@ -245,3 +245,15 @@ pub fn evaluate_system_tenant(facts: &SystemTenantFacts) -> Check {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_major_minor;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(parse_major_minor("0.8.1"), Some((0, 8)));
+        assert_eq!(parse_major_minor("1"), Some((1, 0)));
+        assert_eq!(parse_major_minor("x"), None);
+    }
+}

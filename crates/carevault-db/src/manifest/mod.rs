@@ -40,6 +40,11 @@ pub const ROLES: [Role; 4] = [
 /// schema (or in `pg_catalog`) is not mistaken for it.
 pub const CURRENT_TENANT: &str = "(SELECT public.carevault_current_tenant())";
 
+/// `idle_in_transaction_session_timeout` of the two login roles: a session that leaves a transaction
+/// open and idle longer is ended by the server. Sent by the pools at connect time and stored as the
+/// logins' role default by the bootstrap (for a pooler that drops startup parameters).
+pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";
+
 /// The columns of `audit_logs` the runtime roles may INSERT: `id` and `created_at` always take
 /// their defaults (a random id, the database clock), so no session can backdate a row.
 pub const AUDIT_INSERT_COLUMNS: [&str; 8] =
@@ -73,9 +78,11 @@ pub struct Manifest {
     /// with its owner's rights, so one the runtime roles can call is a way around row-level
     /// security.
     pub security_definer_functions: Vec<&'static str>,
-    /// Defaults stored for our roles (`ALTER ROLE ... SET`): none. The pools pin what isolation
-    /// depends on at connect time; anything stored is reported so that it is seen.
-    pub role_settings: Vec<&'static str>,
+    /// Defaults stored for our roles (`ALTER ROLE ... SET`), as the doctor lists them
+    /// (`role: name=value`, ` (every database)` for a cluster-wide one): the idle-transaction
+    /// timeout of the login roles. Another value of a parameter named here is a FAIL; any other
+    /// stored default is reported so that it is seen.
+    pub role_settings: Vec<String>,
 }
 
 /// `column = (SELECT carevault_current_tenant())`.
@@ -298,7 +305,13 @@ impl Manifest {
             functions: FUNCTIONS.to_vec(),
             triggers: TRIGGERS.to_vec(),
             security_definer_functions: Vec::new(),
-            role_settings: Vec::new(),
+            role_settings: [API_LOGIN, OPS_LOGIN]
+                .map(|login| {
+                    format!(
+                        "{login}: idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT} (every database)"
+                    )
+                })
+                .to_vec(),
         }
     }
 
@@ -342,6 +355,16 @@ mod tests {
             for expression in [&policy.using, &policy.with_check].into_iter().flatten() {
                 assert!(expression.ends_with(&format!("= {CURRENT_TENANT}")), "{policy:?}");
             }
+        }
+    }
+
+    #[test]
+    fn the_bootstrap_stores_the_stated_idle_transaction_timeout() {
+        for login in [API_LOGIN, OPS_LOGIN] {
+            let statement = format!(
+                "ALTER ROLE {login} SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}';"
+            );
+            assert!(crate::migrate::BOOTSTRAP_SQL.contains(&statement), "{statement}");
         }
     }
 

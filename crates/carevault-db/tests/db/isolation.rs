@@ -332,6 +332,27 @@ async fn login_role_defaults_cannot_steer_the_pools_connections() {
 }
 
 #[tokio::test]
+async fn a_login_session_cannot_keep_a_transaction_open_and_idle() {
+    use sqlx::Connection;
+    let db = TestDb::new().await;
+    // The bootstrap's role default, what remains when a pooler drops the pools' startup options.
+    for url in [db.app_url(), db.ops_url()] {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let timeout: String =
+            sqlx::query_scalar("SHOW idle_in_transaction_session_timeout").fetch_one(&mut conn).await.unwrap();
+        assert_eq!(timeout, carevault_db::manifest::IDLE_IN_TRANSACTION_TIMEOUT, "{url}");
+    }
+    // And the server enforces it: with a short timeout, an idle transaction's session is ended.
+    let mut conn = sqlx::PgConnection::connect(&db.app_url()).await.unwrap();
+    sqlx::raw_sql("SET idle_in_transaction_session_timeout = '200ms'; BEGIN; SELECT 1")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(sqlx::query("SELECT 1").execute(&mut conn).await.is_err(), "the idle transaction's session survived");
+}
+
+#[tokio::test]
 async fn unnamed_statements_work_end_to_end() {
     // DB_STATEMENT_CACHE=false (PgBouncer < 1.21): every query is sent unnamed.
     let db = TestDb::new().await;
