@@ -37,7 +37,9 @@ pub use domain::{
 };
 pub use error::{DbError, ValidationError};
 pub use platform_tx::PlatformTx;
-pub use pool::{AppPool, PlatformPool, PoolConfig, SchemaState, connection_is_clean};
+pub use pool::{
+    AppPool, PINNED_SETTINGS, PlatformPool, PoolConfig, SchemaState, connection_is_clean, settings_not_pinned,
+};
 pub use tenant_tx::TenantTx;
 
 /// The guide `docs/MODEL_USAGE.md`, included here so that its examples are compiled by

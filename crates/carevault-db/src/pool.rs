@@ -194,7 +194,7 @@ pub async fn connection_is_clean(conn: &mut PgConnection, login: &str) -> Result
 /// the attack catalogue, `attacks.rs`, "persistence"), nor keep a transaction open and idle for
 /// long. Other timeouts are left to the operator's role settings (docs/POSTGRESQL_TUNING.md);
 /// `carevault doctor` lists every role setting it finds.
-const PINNED_SETTINGS: [(&str, &str); 7] = [
+pub const PINNED_SETTINGS: [(&str, &str); 7] = [
     ("role", "none"),
     ("idle_in_transaction_session_timeout", crate::manifest::IDLE_IN_TRANSACTION_TIMEOUT),
     ("search_path", "public"),
@@ -203,6 +203,27 @@ const PINNED_SETTINGS: [(&str, &str); 7] = [
     ("app.current_tenant_id", ""),
     ("app.current_user_id", ""),
 ];
+
+/// The [`PINNED_SETTINGS`] this connection does not hold, as `name=value` (what it holds
+/// instead). Empty when the startup packet's settings applied. A pooler that drops startup
+/// parameters (PgBouncer with `options` in `ignore_startup_parameters`) leaves them at the
+/// server's and the role's defaults, where a session holding the login's credentials can have put
+/// its own (docs/POSTGRESQL_TUNING.md, "Connections").
+pub async fn settings_not_pinned(conn: &mut PgConnection) -> Result<Vec<String>, DbError> {
+    let names: Vec<&str> = PINNED_SETTINGS.iter().map(|(name, _)| *name).collect();
+    let values: Vec<String> =
+        sqlx::query_scalar("SELECT coalesce(current_setting(name, true), '') FROM unnest($1::text[]) WITH ORDINALITY AS s (name, position) ORDER BY position")
+            .bind(&names)
+            .persistent(false)
+            .fetch_all(conn)
+            .await?;
+    Ok(PINNED_SETTINGS
+        .iter()
+        .zip(values)
+        .filter(|((_, expected), actual)| actual != expected)
+        .map(|((name, _), actual)| format!("{name}={actual}"))
+        .collect())
+}
 
 fn guarded_pool(url: &str, config: PoolConfig) -> Result<PgPool, DbError> {
     let mut options: PgConnectOptions = url.parse()?;
@@ -216,6 +237,21 @@ fn guarded_pool(url: &str, config: PoolConfig) -> Result<PgPool, DbError> {
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // Read back once per connection: warn rather than refuse, because PgBouncer cannot
+                // forward `options` at all, and refusing would rule it out.
+                let differing = settings_not_pinned(conn).await.map_err(into_sqlx)?;
+                if !differing.is_empty() {
+                    tracing::warn!(
+                        settings = %differing.join(", "),
+                        "the settings sent at connect time did not apply (a pooler dropping startup parameters?): \
+                         role defaults of the login now steer these connections"
+                    );
+                }
+                Ok(())
+            })
+        })
         .after_release(move |conn, _meta| {
             let login = login.clone();
             Box::pin(async move {

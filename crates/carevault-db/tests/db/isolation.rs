@@ -353,6 +353,25 @@ async fn a_login_session_cannot_keep_a_transaction_open_and_idle() {
 }
 
 #[tokio::test]
+async fn a_connection_without_the_startup_settings_is_detected() {
+    use sqlx::ConnectOptions;
+    let db = TestDb::new().await;
+    let options: sqlx::postgres::PgConnectOptions = db.app_url().parse().unwrap();
+    // With the startup settings, as the pools connect: nothing differs.
+    let mut pinned = options.clone().options(carevault_db::PINNED_SETTINGS).connect().await.unwrap();
+    assert_eq!(carevault_db::settings_not_pinned(&mut pinned).await.unwrap(), Vec::<String>::new());
+    // Without them (a pooler dropping `options`), under a role default a session left behind.
+    let owner = db.owner_pool().await;
+    let set = format!("ALTER ROLE carevault_api IN DATABASE \"{}\" SET search_path = pg_temp", db.name());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&owner).await.unwrap();
+    let mut dropped = options.connect().await.unwrap();
+    let differing = carevault_db::settings_not_pinned(&mut dropped).await.unwrap();
+    assert_eq!(differing, ["search_path=pg_temp"]);
+    let reset = format!("ALTER ROLE carevault_api IN DATABASE \"{}\" RESET ALL", db.name());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(reset)).execute(&owner).await.unwrap();
+}
+
+#[tokio::test]
 async fn unnamed_statements_work_end_to_end() {
     // DB_STATEMENT_CACHE=false (PgBouncer < 1.21): every query is sent unnamed.
     let db = TestDb::new().await;
