@@ -1,8 +1,7 @@
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use sha2::{Digest, Sha256};
 
 use crate::binaries::tail;
 use crate::fsutil::{
@@ -76,23 +75,23 @@ impl Cluster {
         let usage = lock_file(&usage_path)?;
         usage.lock_shared().map_err(PgError::io("locking", &usage_path))?;
 
-        let socket_dir = socket_dir_for(data_dir, &run_as);
-        create_private_dir(&socket_dir, &run_as)?;
         if !data_dir.join("PG_VERSION").is_file() {
             create_private_dir(data_dir, &run_as)?;
             initdb(binaries, data_dir, &run_as)?;
         }
-        write_settings(data_dir, &socket_dir, options, &run_as)?;
-
         let mut cluster = Cluster {
             data_dir: data_dir.clone(),
-            socket_dir,
+            socket_dir: PathBuf::new(),
             pg_ctl: binaries.tool("pg_ctl"),
             run_as,
             started_here: false,
             usage,
         };
-        if !cluster.is_running()? {
+        if cluster.is_running()? {
+            cluster.socket_dir = running_socket_dir(data_dir, &cluster.run_as)?;
+        } else {
+            cluster.socket_dir = new_socket_dir(&cluster.run_as)?;
+            write_settings(data_dir, &cluster.socket_dir, options, &cluster.run_as)?;
             cluster.pg_ctl_start()?;
             cluster.started_here = true;
         }
@@ -196,15 +195,34 @@ fn sibling(data_dir: &Path, extension: &str) -> PathBuf {
     data_dir.with_file_name(name)
 }
 
-/// A short socket directory under /tmp: a Unix socket path is limited to about 107 bytes
-/// (`sun_path`), which a data directory under a deep home directory would exceed. The name
-/// hashes the data directory, so each cluster has its own, and the owner's uid, so users do not
-/// collide.
-fn socket_dir_for(data_dir: &Path, run_as: &RunAs) -> PathBuf {
-    let canonical = data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf());
-    let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
-    let short: String = digest[..4].iter().map(|byte| format!("{byte:02x}")).collect();
-    PathBuf::from(format!("/tmp/carevault-{}-{short}", run_as.uid()))
+/// A new socket directory for a server about to start: under /tmp, because a Unix socket path is
+/// limited to about 107 bytes (`sun_path`), which a data directory under a deep home directory
+/// would exceed; with a random name, because a predictable one could be created first by another
+/// local user, and the server could then not start (created here, mode 0700, or refused).
+fn new_socket_dir(run_as: &RunAs) -> Result<PathBuf, PgError> {
+    let mut random = [0u8; 8];
+    File::open("/dev/urandom")
+        .and_then(|mut source| source.read_exact(&mut random))
+        .map_err(PgError::io("reading", Path::new("/dev/urandom")))?;
+    let name: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
+    let dir = PathBuf::from(format!("/tmp/carevault-{}-{name}", run_as.uid()));
+    create_private_dir(&dir, run_as)?;
+    Ok(dir)
+}
+
+/// The socket directory of the server running on `data_dir`: the fifth line of its
+/// `postmaster.pid` (PostgreSQL writes the first of `unix_socket_directories` there).
+fn running_socket_dir(data_dir: &Path, run_as: &RunAs) -> Result<PathBuf, PgError> {
+    let pid_file = data_dir.join("postmaster.pid");
+    let text = read_owned_file(&pid_file, run_as)?;
+    match text.lines().nth(4).map(str::trim).filter(|dir| dir.starts_with('/')) {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => Err(PgError::CommandFailed {
+            command: format!("reading {}", pid_file.display()),
+            status: "no socket directory on its fifth line".into(),
+            output: String::new(),
+        }),
+    }
 }
 
 fn initdb(binaries: &PgBinaries, data_dir: &Path, run_as: &RunAs) -> Result<(), PgError> {

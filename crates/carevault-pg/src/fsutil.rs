@@ -2,7 +2,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::{PgError, RunAs, SYSTEM_USER};
@@ -17,17 +17,26 @@ pub(crate) fn create_shared_dir(dir: &Path) -> Result<(), PgError> {
 /// Creates `dir` (mode 0700, owned by `owner`), or checks that an existing one is owned by
 /// `owner` and tightens its mode. Used for the data and socket directories: a directory under a
 /// world-writable parent such as /tmp could have been pre-created by another local user.
+///
+/// The checks and the mode change act on one open file descriptor (`O_DIRECTORY | O_NOFOLLOW`,
+/// then `fstat` and `fchmod`), never on the path again: as root, a path checked and then changed
+/// could meanwhile have been swapped for a symlink by whoever can write to its parent.
 pub(crate) fn create_private_dir(dir: &Path, owner: &RunAs) -> Result<(), PgError> {
-    match fs::create_dir(dir) {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => owner.chown(dir)?,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(PgError::io("creating directory", dir)(e)),
     }
-    let meta = fs::symlink_metadata(dir).map_err(PgError::io("reading", dir))?;
+    let handle = File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
+        .open(dir)
+        .map_err(PgError::io("opening directory", dir))?;
+    let meta = handle.metadata().map_err(PgError::io("reading", dir))?;
     if !meta.is_dir() || meta.uid() != owner.uid() {
         return Err(PgError::NotOurs { path: dir.to_path_buf(), owner: meta.uid(), expected: owner.uid() });
     }
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(PgError::io("setting mode of", dir))
+    handle.set_permissions(fs::Permissions::from_mode(0o700)).map_err(PgError::io("setting mode of", dir))
 }
 
 /// Opens (creating) a lock file. O_NOFOLLOW: as root, a symlink planted at the lock's path must

@@ -25,6 +25,7 @@ fn start_reuse_and_stop_only_when_unused() {
     let starter = Cluster::start_or_reuse(&binaries, &options).expect("first start");
     temp.remember_socket_dir(starter.socket_dir());
     assert!(starter.started_here(), "the first caller starts the server");
+    let starter_socket = starter.socket_dir().to_path_buf();
     assert!(data_dir.join("PG_VERSION").is_file(), "initdb ran");
     assert!(is_running(&data_dir) && socket_exists(&starter), "the server listens on its socket");
     assert!(
@@ -48,10 +49,18 @@ fn start_reuse_and_stop_only_when_unused() {
 
     // Nobody holds a handle now, and nobody who started it is left to stop it: stop it by hand,
     // then start it again from the existing data directory.
+    let first_socket_dir = starter_socket.clone();
     stop_postmaster(&data_dir);
     assert!(!is_running(&data_dir), "stopped by hand");
     let starter = Cluster::start_or_reuse(&binaries, &options).expect("restart");
+    temp.remember_socket_dir(starter.socket_dir());
     assert!(starter.started_here(), "a stopped server is started again");
+    // Each start takes a new, unpredictable socket directory: another local user cannot create it
+    // first and so stop the server from starting.
+    assert_ne!(starter.socket_dir(), first_socket_dir, "a predictable socket directory");
+    let name = starter.socket_dir().file_name().unwrap().to_string_lossy().to_string();
+    let random = name.rsplit('-').next().unwrap();
+    assert!(random.len() == 16 && random.chars().all(|c| c.is_ascii_hexdigit()), "{name}");
     let other = Cluster::start_or_reuse(&binaries, &options).expect("reuse");
     assert!(!other.started_here());
     drop(other);
