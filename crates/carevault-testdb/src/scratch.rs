@@ -67,9 +67,39 @@ pub fn stop_postmaster(data_dir: &Path) {
     let Some(pid) = text.lines().next().and_then(|line| line.trim().parse::<u32>().ok()).filter(|pid| *pid > 1) else {
         return;
     };
+    // Nor any other process (as root, a pid written there could be anyone's): only a `postgres`
+    // process of the user who owns the data directory.
+    if !is_postgres_of_owner(pid, data_dir) {
+        return;
+    }
     let _ = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status();
     let deadline = Instant::now() + Duration::from_secs(60);
     while pid_file.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether `pid` is a `postgres` process running as the owner of `data_dir`.
+fn is_postgres_of_owner(pid: u32, data_dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let process = Path::new("/proc").join(pid.to_string());
+    let (Ok(process_meta), Ok(data_meta)) = (std::fs::metadata(&process), std::fs::symlink_metadata(data_dir)) else {
+        return false;
+    };
+    let name = std::fs::read_to_string(process.join("comm")).unwrap_or_default();
+    process_meta.uid() == data_meta.uid() && name.trim_end() == "postgres"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_postgres_of_owner;
+
+    #[test]
+    fn only_a_postgres_process_of_the_data_directorys_owner_is_signalled() {
+        // This test process is not postgres; pid 1 is not postgres either.
+        let here = std::env::temp_dir();
+        assert!(!is_postgres_of_owner(std::process::id(), &here));
+        assert!(!is_postgres_of_owner(1, &here));
+        assert!(!is_postgres_of_owner(u32::MAX, &here));
     }
 }
