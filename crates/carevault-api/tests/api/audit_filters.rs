@@ -4,7 +4,6 @@
 
 use carevault_db::{AuditAction, AuditResourceType, TenantId, UserRole};
 use serde_json::Value;
-use sqlx::Connection;
 
 use crate::helpers::{Reply, TestApp, document_body};
 
@@ -97,13 +96,7 @@ async fn a_stored_action_this_version_does_not_know_is_still_listed() {
 
 /// Inserts an audit row as the runtime role, as another tool with its grant could.
 async fn insert_foreign_row(app: &TestApp, tenant: TenantId, action: &str, resource_type: &str) {
-    let mut conn = sqlx::PgConnection::connect(&app.db.app_url()).await.unwrap();
-    sqlx::query("SET ROLE carevault_app").execute(&mut conn).await.unwrap();
-    sqlx::query("SELECT set_config('app.current_tenant_id', $1, false)")
-        .bind(tenant.to_string())
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = app.tenant_session(tenant).await;
     sqlx::query("INSERT INTO audit_logs (tenant_id, action, resource_type, resource_id) VALUES ($1, $2, $3, $1)")
         .bind(tenant)
         .bind(action)

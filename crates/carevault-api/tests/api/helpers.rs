@@ -153,8 +153,8 @@ impl TestApp {
         .unwrap()
     }
 
-    /// The audit actions of `tenant`, oldest first, read as the runtime role.
-    pub async fn audit_actions(&self, tenant: TenantId) -> Vec<String> {
+    /// A session of the runtime role in `tenant`, as a tool holding the login's credentials has.
+    pub async fn tenant_session(&self, tenant: TenantId) -> sqlx::PgConnection {
         let mut conn = sqlx::PgConnection::connect(&self.db.app_url()).await.unwrap();
         sqlx::query("SET ROLE carevault_app").execute(&mut conn).await.unwrap();
         sqlx::query("SELECT set_config('app.current_tenant_id', $1, false)")
@@ -162,6 +162,12 @@ impl TestApp {
             .execute(&mut conn)
             .await
             .unwrap();
+        conn
+    }
+
+    /// The audit actions of `tenant`, oldest first, read as the runtime role.
+    pub async fn audit_actions(&self, tenant: TenantId) -> Vec<String> {
+        let mut conn = self.tenant_session(tenant).await;
         sqlx::query_scalar("SELECT action FROM audit_logs ORDER BY created_at, id").fetch_all(&mut conn).await.unwrap()
     }
 }
