@@ -295,7 +295,8 @@ pub async fn update(
     let metadata = match patch {
         None => None,
         Some(patch) => {
-            let mut current = tx.documents().get(id).await?.metadata;
+            // Locked until commit: concurrent patches apply one after the other, none is lost.
+            let mut current = tx.documents().get_for_update(id).await?.metadata;
             merge_patch(&mut current, patch);
             Some(Metadata::parse(current)?)
         }

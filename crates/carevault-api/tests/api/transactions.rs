@@ -76,3 +76,33 @@ async fn a_provisioning_stays_when_the_handler_then_fails() {
     assert_eq!((me.status, me.body["user"]["email"].as_str()), (200, Some("new@example.test")));
     assert_eq!(app.audit_actions(tenant).await, actions, "found, not provisioned again");
 }
+
+#[tokio::test]
+async fn concurrent_metadata_patches_are_all_applied() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("Clinic").await;
+    let member = app.caller(tenant, UserRole::Member, "member").await;
+    let t = Some(member.token.as_str());
+    let body = serde_json::json!({"filename": "a.pdf", "s3_key": "k", "s3_bucket": "b", "metadata": {"ssn": "x"}});
+    let created = app.call("POST", "/api/v1/documents", t, Some(body)).await;
+    assert_eq!(created.status, 201);
+    let path = format!("/api/v1/documents/{}", created.body["id"].as_str().unwrap());
+
+    // Ten merge patches at once, each adding its own key, and one removing `ssn`: before the
+    // row lock, all answered 200 and most keys were lost (read-modify-write without a lock).
+    let app = &app;
+    let mut patches: Vec<serde_json::Value> =
+        (0..10).map(|i| serde_json::json!({ "metadata": { format!("key{i}"): i } })).collect();
+    patches.push(serde_json::json!({ "metadata": { "ssn": null } }));
+    let answers = futures::future::join_all(
+        patches.into_iter().map(|patch| async { app.call("PATCH", &path, t, Some(patch)).await.status }),
+    )
+    .await;
+    assert!(answers.iter().all(|status| *status == 200), "{answers:?}");
+
+    let stored = app.call("GET", &path, t, None).await.body["metadata"].clone();
+    for i in 0..10 {
+        assert_eq!(stored[format!("key{i}")], i, "key{i} lost: {stored}");
+    }
+    assert!(stored.get("ssn").is_none(), "the removal was lost: {stored}");
+}

@@ -189,30 +189,40 @@ impl Documents<'_> {
     /// A document that is not deleted, without its embedding (audited `document.read`).
     #[tracing::instrument(skip_all, fields(document_id = %id))]
     pub async fn get(&mut self, id: DocumentId) -> Result<Document, DbError> {
-        self.fetch(id, false).await
+        const SQL: &str = concat!(
+            "SELECT ",
+            document_columns!(),
+            " FROM documents WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
+        );
+        self.fetch(SQL, id, false).await
     }
 
     /// A document that is not deleted, with its embedding (audited `document.read`).
     #[tracing::instrument(skip_all, fields(document_id = %id))]
     pub async fn get_with_embedding(&mut self, id: DocumentId) -> Result<Document, DbError> {
-        self.fetch(id, true).await
+        const SQL: &str = concat!(
+            "SELECT ",
+            document_columns!(),
+            ", embedding_vector FROM documents WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
+        );
+        self.fetch(SQL, id, true).await
     }
 
-    async fn fetch(&mut self, id: DocumentId, with_embedding: bool) -> Result<Document, DbError> {
+    /// A document that is not deleted, locked until the transaction ends (`FOR UPDATE`), for a
+    /// read-modify-write such as a metadata merge patch: a concurrent one waits for this
+    /// transaction and then reads its result, so no update is lost (audited `document.read`).
+    #[tracing::instrument(skip_all, fields(document_id = %id))]
+    pub async fn get_for_update(&mut self, id: DocumentId) -> Result<Document, DbError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            document_columns!(),
+            " FROM documents WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE"
+        );
+        self.fetch(SQL, id, false).await
+    }
+
+    async fn fetch(&mut self, sql: &'static str, id: DocumentId, with_embedding: bool) -> Result<Document, DbError> {
         let tenant_id = self.tx.tenant_id();
-        let sql = if with_embedding {
-            concat!(
-                "SELECT ",
-                document_columns!(),
-                ", embedding_vector FROM documents WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
-            )
-        } else {
-            concat!(
-                "SELECT ",
-                document_columns!(),
-                " FROM documents WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
-            )
-        };
         let document: Option<Document> =
             self.tx.sql().query_as(sql).bind(tenant_id).bind(id).fetch_optional(self.tx.conn()).await?;
         let document = document.ok_or(DbError::NotFound)?;
