@@ -18,6 +18,12 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Larger bodies are answered 413 `REQ_413` (`MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// `POST /documents/batch` running longer is answered 504 `SYS_005`
+    /// (`BATCH_REQUEST_TIMEOUT_SECONDS`); every other route keeps `request_timeout`.
+    pub batch_request_timeout: Duration,
+    /// Larger bodies of `POST /documents/batch` are answered 413 `REQ_413` (`BATCH_MAX_BODY_BYTES`);
+    /// every other route keeps `max_body_bytes`.
+    pub batch_max_body_bytes: usize,
     /// The platform API's bearer secret (`PLATFORM_API_TOKEN`); `None` disables the platform API.
     pub platform_api_token: Option<String>,
 }
@@ -30,6 +36,9 @@ impl Default for ApiConfig {
             trusted_proxies: Vec::new(),
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 1_048_576,
+            // 1,000 documents of 1,024 floats are about 15 MB of JSON: room for twice that.
+            batch_request_timeout: Duration::from_secs(120),
+            batch_max_body_bytes: 33_554_432,
             platform_api_token: None,
         }
     }

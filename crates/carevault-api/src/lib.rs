@@ -28,12 +28,11 @@ mod state;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::timeout::TimeoutLayer;
 
 pub use config::{ApiConfig, Environment};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorEnvelope};
@@ -45,7 +44,14 @@ pub fn api_routes(state: &AppState) -> Router<AppState> {
     routes(&state.inner.config)
 }
 
-use handlers::{audit, documents, health, me, platform, users};
+use handlers::{audit, documents, documents_batch, health, me, platform, users};
+
+/// Where the API is mounted.
+pub(crate) const API_PREFIX: &str = "/api/v1";
+
+/// The bulk import route (under [`API_PREFIX`]): the only one with the `BATCH_*` body limit and
+/// timeout ([`middleware::timeout`], [`middleware::buffer_body`]).
+pub(crate) const DOCUMENTS_BATCH_ROUTE: &str = "/documents/batch";
 
 /// The whole application: `/api/v1/...` and `/openapi.json`, with every layer.
 pub fn router(state: AppState) -> Router {
@@ -64,6 +70,12 @@ fn routes(config: &ApiConfig) -> Router<AppState> {
         .route("/users/{id}/restore", post(users::restore))
         .route("/documents", post(documents::create).get(documents::list))
         .route("/documents/search", post(documents::search))
+        // The larger limit also for the extractor (axum's `Json` reads `DefaultBodyLimit`; the
+        // innermost one wins).
+        .route(
+            DOCUMENTS_BATCH_ROUTE,
+            post(documents_batch::batch).layer(DefaultBodyLimit::max(config.batch_max_body_bytes)),
+        )
         .route("/documents/{id}", get(documents::get).patch(documents::update).delete(documents::delete))
         .route("/documents/{id}/restore", post(documents::restore))
         .route("/audit-logs", get(audit::list));
@@ -77,12 +89,13 @@ fn routes(config: &ApiConfig) -> Router<AppState> {
     }
     let document = openapi::openapi_json(config.platform_api_token.is_some());
     Router::new()
-        .nest("/api/v1", api)
+        .nest(API_PREFIX, api)
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], document) }))
 }
 
 /// Wraps `routes` in every layer of the application: request id and client address, error
-/// envelope, panic catcher, timeout, CORS and body limit. Public so that tests (and embedders)
+/// envelope, panic catcher, timeout, CORS and body limit (the timeout and the body limit per
+/// route: [`middleware::RequestLimits`]). Public so that tests (and embedders)
 /// can add routes of their own under the same guarantees.
 pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let config = state.inner.config.clone();
@@ -92,7 +105,7 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::buffer_body))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower::util::option_layer(cors))
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, config.request_timeout))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::timeout))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::finish_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::request_context))

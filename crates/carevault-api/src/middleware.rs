@@ -1,16 +1,17 @@
 //! Request-wide middleware: the request id, the client address, and the error envelope.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::{ErrorBody, ErrorEnvelope};
-use crate::{ApiError, AppState, Environment, ErrorCode};
+use crate::{ApiConfig, ApiError, AppState, Environment, ErrorCode};
 
 /// The request id of a request (docs/ARCHITECTURE.md, "Middleware").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +147,43 @@ fn render(error: ApiError, request_id: String, environment: Environment, headers
     response
 }
 
-/// Reads the whole body (up to `MAX_BODY_BYTES`) before routing, so that a body too large or
+/// The body limit and the timeout of one request. Every route has `MAX_BODY_BYTES` and
+/// `REQUEST_TIMEOUT_SECONDS` except `POST /documents/batch`, which takes the `BATCH_*` ones: both
+/// are decided here, before routing, because the body is read and the clock started before the
+/// router knows the route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RequestLimits {
+    /// The largest body read.
+    pub body_bytes: usize,
+    /// How long the whole request may run.
+    pub timeout: Duration,
+}
+
+impl RequestLimits {
+    /// The limits of a request to `method` `path` (the full path, `/api/v1/...`).
+    pub(crate) fn of(config: &ApiConfig, method: &Method, path: &str) -> RequestLimits {
+        let is_batch =
+            method == Method::POST && path.strip_prefix(crate::API_PREFIX) == Some(crate::DOCUMENTS_BATCH_ROUTE);
+        if is_batch {
+            RequestLimits { body_bytes: config.batch_max_body_bytes, timeout: config.batch_request_timeout }
+        } else {
+            RequestLimits { body_bytes: config.max_body_bytes, timeout: config.request_timeout }
+        }
+    }
+}
+
+/// Answers 504 `SYS_005` when the request runs longer than its [`RequestLimits::timeout`] (the
+/// future is dropped, which rolls back an open transaction when its connection returns to the
+/// pool).
+pub async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limits = RequestLimits::of(&state.inner.config, request.method(), request.uri().path());
+    match tokio::time::timeout(limits.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(ErrorCode::Sys005).into_response(),
+    }
+}
+
+/// Reads the whole body (up to its [`RequestLimits::body_bytes`]) before routing, so that a body too large or
 /// broken is refused (413, 400) before authentication does any work, and a handler never waits on
 /// a trickling client. (Holding no pooled connection meanwhile no longer depends on it: [`Authed`]
 /// releases its connection before the handler runs, and handlers open their transactions after
@@ -154,7 +191,7 @@ fn render(error: ApiError, request_id: String, environment: Environment, headers
 ///
 /// [`Authed`]: crate::extract::Authed
 pub async fn buffer_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = state.inner.config.max_body_bytes;
+    let limit = RequestLimits::of(&state.inner.config, request.method(), request.uri().path()).body_bytes;
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
@@ -183,6 +220,31 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_batch_route_takes_the_batch_limits() {
+        let config = ApiConfig {
+            max_body_bytes: 10,
+            request_timeout: Duration::from_secs(1),
+            batch_max_body_bytes: 20,
+            batch_request_timeout: Duration::from_secs(2),
+            ..ApiConfig::default()
+        };
+        let normal = RequestLimits { body_bytes: 10, timeout: Duration::from_secs(1) };
+        let batch = RequestLimits { body_bytes: 20, timeout: Duration::from_secs(2) };
+        assert_eq!(RequestLimits::of(&config, &Method::POST, "/api/v1/documents/batch"), batch);
+        for (method, path) in [
+            (Method::POST, "/api/v1/documents"),
+            (Method::GET, "/api/v1/documents/batch"),
+            (Method::PATCH, "/api/v1/documents/batch"),
+            (Method::POST, "/api/v1/documents/batch/"),
+            (Method::POST, "/documents/batch"),
+            (Method::POST, "/api/v1/documents/search"),
+            (Method::POST, "/api/v2/documents/batch"),
+        ] {
+            assert_eq!(RequestLimits::of(&config, &method, path), normal, "{method} {path}");
+        }
+    }
 
     #[test]
     fn request_ids_are_short_and_plain() {

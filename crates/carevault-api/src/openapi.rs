@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorCode, ErrorEnvelope};
-use crate::handlers::{audit, documents, health, me, platform, users};
+use crate::handlers::{audit, documents, documents_batch, health, me, platform, users};
 use crate::schema;
 
 /// The API description.
@@ -17,6 +17,7 @@ use crate::schema;
         me::validate, me::current_tenant,
         users::create, users::list, users::get, users::update, users::delete, users::restore,
         documents::create, documents::list, documents::get, documents::update, documents::delete, documents::restore, documents::search,
+        documents_batch::batch,
         audit::list,
         platform::create, platform::list, platform::suspend, platform::activate,
     ),

@@ -16,26 +16,26 @@ use carevault_db::{
 use crate::cli::{DeletedFilter, InitialStatus, TenantCommand, UserCommand};
 use crate::database::Database;
 
-fn pool_config() -> PoolConfig {
+pub(crate) fn pool_config() -> PoolConfig {
     PoolConfig { max_connections: 2, acquire_timeout: Duration::from_secs(10), ..PoolConfig::default() }
 }
 
 /// Why a transaction could not even start, with the usual cause of a permission error.
-const ROLE_HINT: &str = "cannot open the transaction (the login must be able to switch to carevault_platform and \
+pub(crate) const ROLE_HINT: &str = "cannot open the transaction (the login must be able to switch to carevault_platform and \
                          carevault_app: a superuser, or a member of both; see `carevault migrate bootstrap-sql`)";
 
-fn context() -> AuditContext {
+pub(crate) fn context() -> AuditContext {
     AuditContext { request_id: Some(format!("cli-{}", uuid::Uuid::new_v4().simple())), ..AuditContext::default() }
 }
 
-fn tenant_id(text: &str) -> anyhow::Result<TenantId> {
+pub(crate) fn tenant_id(text: &str) -> anyhow::Result<TenantId> {
     TenantId::parse(text.trim())
         .map_err(|_| anyhow!("{text:?} is not a tenant id (a UUID, as printed by `carevault tenant create`)"))
 }
 
 /// Opens the database, checks (or, embedded, migrates) the schema, and runs `work` with a URL to
 /// log in with; closes everything whatever happens.
-async fn with_database<T>(
+pub(crate) async fn with_database<T>(
     database_url: Option<String>,
     login: &str,
     work: impl AsyncFnOnce(&str) -> anyhow::Result<T>,

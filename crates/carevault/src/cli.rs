@@ -29,6 +29,8 @@ pub enum Command {
     Tenant(TenantArgs),
     /// Create users.
     User(UserArgs),
+    /// Import documents into a tenant.
+    Documents(DocumentsArgs),
     /// Mint development tokens.
     Token(TokenArgs),
     /// Check the database's security posture: one line per check, PASS, WARN or FAIL, with what to
@@ -159,6 +161,37 @@ pub enum UserCommand {
         /// Display name.
         #[arg(long)]
         full_name: Option<String>,
+    },
+}
+
+/// `carevault documents ...`.
+#[derive(Debug, Args)]
+pub struct DocumentsArgs {
+    /// The documents command.
+    #[command(subcommand)]
+    pub command: DocumentsCommand,
+}
+
+/// The documents commands (tenant path, as the given user).
+#[derive(Debug, Subcommand)]
+pub enum DocumentsCommand {
+    /// Import a JSON Lines file: one document per line, with the fields of POST /api/v1/documents,
+    /// uploaded by --user. Inserted in batches of up to 1,000 (one `document.imported` audit row
+    /// each). A bad line is reported on stderr by its number and skipped; with --strict any bad
+    /// line means nothing is imported. Prints `imported N, skipped M`; exit status 1 when a line
+    /// was bad.
+    Import {
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// The id of the uploading user, an active user of the tenant.
+        #[arg(long)]
+        user: String,
+        /// All or nothing: one transaction for the whole file, rolled back on any bad line.
+        #[arg(long)]
+        strict: bool,
+        /// The JSON Lines file.
+        file: std::path::PathBuf,
     },
 }
 

@@ -11,6 +11,7 @@ mod dev_secret;
 mod doctor_cmd;
 mod embedded;
 mod healthcheck;
+mod import_cmd;
 mod migrate_cmd;
 mod redact;
 mod serve;
@@ -60,6 +61,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(args) => migrate_cmd::run(args.command, cli.database_url).await,
         Command::Tenant(args) => admin::tenant(args.command, cli.database_url).await,
         Command::User(args) => admin::user(args.command, cli.database_url).await,
+        Command::Documents(args) => import_cmd::run(args.command, cli.database_url).await,
         Command::Token(args) => token_cmd::run(args.command, cli.database_url.as_deref()),
         Command::Doctor(args) => doctor_cmd::run(args.json, cli.database_url).await,
         Command::Healthcheck(args) => healthcheck::run(args.listen).await,

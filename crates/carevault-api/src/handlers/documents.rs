@@ -4,14 +4,12 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use carevault_db::repo::{Document, DocumentFilter, DocumentUpdate, NewDocument, SearchHit, SearchLimit, Threshold};
-use carevault_db::{DocumentId, DocumentStatus, Embedding, Metadata, UserId};
+use carevault_db::{DocumentId, DocumentStatus, Embedding, Metadata, UserId, ValidationError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{
-    ListResponse, PageQuery, double_option, not_null, optional_integer, optional_text, parse_deleted, parse_id,
-};
+use super::{ListResponse, PageQuery, double_option, not_null, optional_integer, parse_deleted, parse_id};
 use crate::extract::{ApiJson, ApiQuery, Authed, Member, Viewer};
 use crate::{ApiError, ErrorCode, schema};
 
@@ -100,6 +98,39 @@ pub struct CreateDocumentRequest {
     /// The embedding.
     #[schema(value_type = Option<schema::EmbeddingValues>)]
     pub embedding: Option<Vec<f64>>,
+}
+
+impl CreateDocumentRequest {
+    /// The document to create for `user_id`, every field parsed by its domain type: the one
+    /// statement of the rules of a new document, for `POST /documents`, `POST /documents/batch`
+    /// and `carevault documents import`. The refusal names the field, never the value.
+    pub fn into_new_document(self, user_id: UserId) -> Result<NewDocument, ValidationError> {
+        let new = NewDocument {
+            user_id,
+            filename: schema::Text512::parse("filename", &self.filename)?,
+            s3_key: schema::Text1024::parse("s3_key", &self.s3_key)?,
+            s3_bucket: schema::Text255::parse("s3_bucket", &self.s3_bucket)?,
+            content_type: self
+                .content_type
+                .as_deref()
+                .map(|text| schema::Text127::parse("content_type", text))
+                .transpose()?,
+            size_bytes: self.size_bytes,
+            status: self
+                .status
+                .as_deref()
+                .map(DocumentStatus::parse)
+                .transpose()?
+                .unwrap_or(DocumentStatus::Processing),
+            metadata: self.metadata.map(Metadata::parse).transpose()?.unwrap_or_else(Metadata::empty),
+            embedding: self.embedding.map(Embedding::parse).transpose()?,
+        };
+        // The repository checks it too; here it is refused before any transaction opens.
+        if new.size_bytes.is_some_and(|size| size < 0) {
+            return Err(ValidationError::new("size_bytes", "must not be negative"));
+        }
+        Ok(new)
+    }
 }
 
 /// `PATCH /documents/{id}`: only the fields present change; at least one must be.
@@ -213,17 +244,7 @@ pub async fn create(
     authed: Authed<Member>,
     ApiJson(body): ApiJson<CreateDocumentRequest>,
 ) -> Result<(StatusCode, Json<DocumentResponse>), ApiError> {
-    let new = NewDocument {
-        user_id: authed.user.id,
-        filename: schema::Text512::parse("filename", &body.filename)?,
-        s3_key: schema::Text1024::parse("s3_key", &body.s3_key)?,
-        s3_bucket: schema::Text255::parse("s3_bucket", &body.s3_bucket)?,
-        content_type: optional_text("content_type", body.content_type.as_deref(), schema::Text127::MAX)?,
-        size_bytes: body.size_bytes,
-        status: body.status.as_deref().map(DocumentStatus::parse).transpose()?.unwrap_or(DocumentStatus::Processing),
-        metadata: body.metadata.map(Metadata::parse).transpose()?.unwrap_or_else(Metadata::empty),
-        embedding: body.embedding.map(Embedding::parse).transpose()?,
-    };
+    let new = body.into_new_document(authed.user.id)?;
     let mut tx = authed.begin().await?;
     let document = tx.documents().create(new).await?;
     tx.commit().await?;

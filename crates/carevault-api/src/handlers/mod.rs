@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod documents;
+pub mod documents_batch;
 pub mod health;
 pub mod me;
 pub mod platform;

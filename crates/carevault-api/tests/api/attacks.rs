@@ -310,6 +310,23 @@ async fn attacker_a_catalogue_every_attempt_is_refused_or_harmless() {
     let mut with_user = document_body("x.pdf", None);
     with_user["user_id"] = json!(bob_user);
     c.attack("spoofing", "POST", "/api/v1/documents", at, &[], Json(with_user), Error(400, "VAL_001")).await;
+    // The batch route: the same refusals, for one document among good ones, and nothing written.
+    for (field, value) in [("tenant_id", json!(b_id)), ("user_id", json!(bob_user))] {
+        let mut spoofed = document_body("x.pdf", None);
+        spoofed[field] = value;
+        let batch = json!({"documents": [document_body("ok.pdf", None), spoofed]});
+        c.attack("spoofing", "POST", "/api/v1/documents/batch", at, &[], Json(batch), Error(400, "VAL_001")).await;
+    }
+    c.attack(
+        "spoofing",
+        "POST",
+        "/api/v1/documents/batch",
+        at,
+        &[],
+        Json(json!({"documents": [document_body("ok.pdf", None)], "tenant_id": b_id})),
+        Error(400, "VAL_001"),
+    )
+    .await;
     c.attack(
         "spoofing",
         "POST",

@@ -138,6 +138,47 @@ async fn bad_input_is_refused_with_its_code_and_changes_nothing() {
         ),
         ("POST", "/api/v1/documents/search".into(), Some(json!({"embedding": vec![0.1; 10]})), 422, "VAL_003"),
         ("POST", "/api/v1/documents/search".into(), Some(json!({"limit": 5})), 422, "VAL_002"),
+        ("POST", "/api/v1/documents/batch".into(), Some(json!({"documents": []})), 422, "VAL_003"),
+        ("POST", "/api/v1/documents/batch".into(), Some(json!({})), 422, "VAL_002"),
+        ("POST", "/api/v1/documents/batch".into(), Some(json!({"documents": "x"})), 400, "VAL_001"),
+        ("POST", "/api/v1/documents/batch".into(), Some(json!([document_body("a.pdf", None)])), 400, "VAL_001"),
+        (
+            "POST",
+            "/api/v1/documents/batch".into(),
+            Some(json!({"documents": [document_body("a.pdf", None)], "extra": 1})),
+            400,
+            "VAL_001",
+        ),
+        (
+            "POST",
+            "/api/v1/documents/batch".into(),
+            Some(json!({"documents": [document_body("a.pdf", None), with(&|b| b["filename"] = json!(""))]})),
+            422,
+            "VAL_003",
+        ),
+        (
+            "POST",
+            "/api/v1/documents/batch".into(),
+            Some(json!({"documents": [with(&|b| {
+                b.as_object_mut().unwrap().remove("s3_key");
+            })]})),
+            422,
+            "VAL_002",
+        ),
+        (
+            "POST",
+            "/api/v1/documents/batch".into(),
+            Some(json!({"documents": [with(&|b| b["size_bytes"] = json!(-1))]})),
+            422,
+            "VAL_003",
+        ),
+        (
+            "POST",
+            "/api/v1/documents/batch".into(),
+            Some(json!({"documents": [with(&|b| b["embedding"] = json!(vec![0.0; 1024]))]})),
+            422,
+            "VAL_003",
+        ),
         ("GET", "/api/v1/nowhere".into(), None, 404, "REQ_404"),
         ("PUT", "/api/v1/documents".into(), None, 405, "REQ_405"),
         (

@@ -11,6 +11,7 @@ mod cross_tenant;
 mod endpoints;
 mod envelope;
 mod helpers;
+mod import;
 mod roles;
 mod search;
 mod tokens;

@@ -27,6 +27,12 @@ fn matrix(doc: &str, user: &str) -> Vec<(&'static str, String, Option<Value>, Us
             Viewer,
         ),
         ("POST", "/api/v1/documents".into(), Some(document_body("n.pdf", None)), Member),
+        (
+            "POST",
+            "/api/v1/documents/batch".into(),
+            Some(json!({"documents": [document_body("b1.pdf", None), document_body("b2.pdf", Some(2))]})),
+            Member,
+        ),
         ("PATCH", format!("/api/v1/documents/{doc}"), Some(json!({"status": "completed"})), Member),
         ("DELETE", format!("/api/v1/documents/{doc}"), None, Member),
         ("POST", format!("/api/v1/documents/{doc}/restore"), None, Member),

@@ -114,6 +114,9 @@ audit_actions!(
     DocumentRestored => "document.restored", Document,
     /// A similarity search ran.
     DocumentSearched => "document.searched", Document,
+    /// A batch of documents was created at once (`resource_id` is the tenant's id, the count and
+    /// ids are in the metadata).
+    DocumentImported => "document.imported", Document,
     /// The audit log was read.
     AuditRead => "audit.read", AuditLog,
     /// An authenticated user was refused by the role matrix.
@@ -154,6 +157,7 @@ mod tests {
         ("document.deleted", "document"),
         ("document.restored", "document"),
         ("document.searched", "document"),
+        ("document.imported", "document"),
         ("audit.read", "audit_log"),
         ("access.denied", "endpoint"),
     ];

@@ -26,6 +26,7 @@ macro_rules! document_columns {
 mod audit;
 mod current_tenant;
 mod documents;
+mod documents_import;
 mod search;
 mod tenants;
 mod users;
@@ -33,6 +34,7 @@ mod users;
 pub use audit::{AuditEntry, AuditFilter, AuditLog};
 pub use current_tenant::CurrentTenant;
 pub use documents::{Document, DocumentFilter, DocumentUpdate, Documents, NewDocument};
+pub use documents_import::MAX_IMPORT_BATCH;
 pub use search::{SearchHit, SearchLimit, Threshold};
 pub use tenants::{Tenant, Tenants};
 pub use users::{NewUser, User, UserUpdate, Users};

@@ -19,6 +19,7 @@ mod docs_audit_actions;
 mod doctor;
 mod doctor_facts;
 mod fixtures;
+mod import;
 mod isolation;
 mod property;
 mod reference;

@@ -48,6 +48,8 @@ impl fmt::Debug for ServeConfig {
             .field("trusted_proxies", &self.api.trusted_proxies)
             .field("request_timeout", &self.api.request_timeout)
             .field("max_body_bytes", &self.api.max_body_bytes)
+            .field("batch_request_timeout", &self.api.batch_request_timeout)
+            .field("batch_max_body_bytes", &self.api.batch_max_body_bytes)
             .field("platform_api", &self.api.platform_api_token.is_some())
             .field("auth", &self.auth)
             .finish()
@@ -93,6 +95,14 @@ fn api_with(vars: &mut Vars<'_>, environment: Environment) -> ApiConfig {
     let request_timeout = vars.duration("REQUEST_TIMEOUT_SECONDS", Unit::Seconds, default.request_timeout, 1, 3600);
     let max_body_bytes =
         vars.number("MAX_BODY_BYTES", u64::try_from(default.max_body_bytes).unwrap_or(u64::MAX), 1024, 1 << 30);
+    let batch_request_timeout =
+        vars.duration("BATCH_REQUEST_TIMEOUT_SECONDS", Unit::Seconds, default.batch_request_timeout, 1, 3600);
+    let batch_max_body_bytes = vars.number(
+        "BATCH_MAX_BODY_BYTES",
+        u64::try_from(default.batch_max_body_bytes).unwrap_or(u64::MAX),
+        1024,
+        1 << 30,
+    );
     let platform_api_token = vars.secret("PLATFORM_API_TOKEN");
     if platform_api_token.as_ref().is_some_and(|t| t.len() < MIN_PLATFORM_TOKEN_BYTES) {
         vars.problem(format!(
@@ -106,6 +116,8 @@ fn api_with(vars: &mut Vars<'_>, environment: Environment) -> ApiConfig {
         trusted_proxies,
         request_timeout,
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(default.max_body_bytes),
+        batch_request_timeout,
+        batch_max_body_bytes: usize::try_from(batch_max_body_bytes).unwrap_or(default.batch_max_body_bytes),
         platform_api_token,
     }
 }
@@ -131,6 +143,8 @@ mod tests {
         assert_eq!(config.api.trusted_proxies, api.trusted_proxies);
         assert_eq!(config.api.request_timeout, api.request_timeout);
         assert_eq!(config.api.max_body_bytes, api.max_body_bytes);
+        assert_eq!(config.api.batch_request_timeout, api.batch_request_timeout);
+        assert_eq!(config.api.batch_max_body_bytes, api.batch_max_body_bytes);
         assert_eq!(config.api.platform_api_token, api.platform_api_token);
         // AuthConfig has no PartialEq; its Debug shows every field (the secret only as set or not).
         assert_eq!(format!("{:?}", config.auth), format!("{:?}", AuthConfig::default()));
@@ -173,6 +187,8 @@ mod tests {
             ("JWT_MAX_LIFETIME_MINUTES", "0", &["JWT_MAX_LIFETIME_MINUTES", "from 1"]),
             ("JWT_LEEWAY_SECONDS", "x", &["JWT_LEEWAY_SECONDS"]),
             ("JWKS_CACHE_TTL_SECONDS", "0", &["JWKS_CACHE_TTL_SECONDS"]),
+            ("BATCH_REQUEST_TIMEOUT_SECONDS", "0", &["BATCH_REQUEST_TIMEOUT_SECONDS"]),
+            ("BATCH_MAX_BODY_BYTES", "12", &["BATCH_MAX_BODY_BYTES"]),
             ("JWT_HS256_SECRET", "short", &["JWT_HS256_SECRET", "32 bytes"]),
             ("PLATFORM_API_TOKEN", "short", &["PLATFORM_API_TOKEN", "32 bytes"]),
             ("TRUSTED_PROXIES", "10.0.0.0/8, nope", &["TRUSTED_PROXIES", "\"nope\""]),
@@ -198,6 +214,8 @@ mod tests {
                 ("DB_STATEMENT_CACHE", "false"),
                 ("REQUEST_TIMEOUT_SECONDS", "5"),
                 ("MAX_BODY_BYTES", "65536"),
+                ("BATCH_REQUEST_TIMEOUT_SECONDS", "300"),
+                ("BATCH_MAX_BODY_BYTES", "67108864"),
                 ("JWT_HS256_SECRET", SECRET),
                 ("PLATFORM_API_TOKEN", SECRET),
                 ("LOG_LEVEL", "debug"),
@@ -211,6 +229,8 @@ mod tests {
         assert!(!config.pool.statement_cache);
         assert_eq!(config.api.request_timeout, Duration::from_secs(5));
         assert_eq!(config.api.max_body_bytes, 65536);
+        assert_eq!(config.api.batch_request_timeout, Duration::from_secs(300));
+        assert_eq!(config.api.batch_max_body_bytes, 67_108_864);
         assert_eq!(config.api.platform_api_token.as_deref(), Some(SECRET));
         // Debug never shows the secrets.
         let debug = format!("{config:?}");

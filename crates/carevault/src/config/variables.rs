@@ -83,6 +83,8 @@ fn the_variable_table_defaults_are_the_applied_defaults() {
         ("DB_STATEMENT_CACHE", "false"),
         ("REQUEST_TIMEOUT_SECONDS", "31"),
         ("MAX_BODY_BYTES", "2048"),
+        ("BATCH_REQUEST_TIMEOUT_SECONDS", "121"),
+        ("BATCH_MAX_BODY_BYTES", "2048"),
     ] {
         assert_ne!(format!("{:?}", serve(&[(name, other)], None).expect("valid")), unset, "{name}");
     }
@@ -107,5 +109,5 @@ fn a_refused_value_names_the_default_of_the_table() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 8, "the seven numbers and DB_STATEMENT_CACHE");
+    assert_eq!(checked, 10, "the nine numbers and DB_STATEMENT_CACHE");
 }
