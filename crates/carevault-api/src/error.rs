@@ -70,6 +70,9 @@ pub enum ErrorCode {
     /// 409: conflict with the current state.
     #[serde(rename = "RES_409")]
     Res409,
+    /// 412: `If-Match` names another version than the current one.
+    #[serde(rename = "RES_412")]
+    Res412,
     /// 503: database unreachable (or the identity provider's keys unavailable).
     #[serde(rename = "SYS_001")]
     Sys001,
@@ -104,6 +107,7 @@ impl ErrorCode {
         ErrorCode::Req415,
         ErrorCode::Res404,
         ErrorCode::Res409,
+        ErrorCode::Res412,
         ErrorCode::Sys001,
         ErrorCode::Sys003,
         ErrorCode::Sys004,
@@ -130,6 +134,7 @@ impl ErrorCode {
             ErrorCode::Req415 => "REQ_415",
             ErrorCode::Res404 => "RES_404",
             ErrorCode::Res409 => "RES_409",
+            ErrorCode::Res412 => "RES_412",
             ErrorCode::Sys001 => "SYS_001",
             ErrorCode::Sys003 => "SYS_003",
             ErrorCode::Sys004 => "SYS_004",
@@ -151,6 +156,7 @@ impl ErrorCode {
             ErrorCode::Req413 => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Req415 => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Res409 => StatusCode::CONFLICT,
+            ErrorCode::Res412 => StatusCode::PRECONDITION_FAILED,
             ErrorCode::Sys001 | ErrorCode::Sys004 => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Sys003 => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Sys005 => StatusCode::GATEWAY_TIMEOUT,
@@ -177,6 +183,7 @@ impl ErrorCode {
             ErrorCode::Req415 => "request body must be application/json",
             ErrorCode::Res404 => "resource not found",
             ErrorCode::Res409 => "conflict with the current state",
+            ErrorCode::Res412 => "the resource changed since that version was read",
             ErrorCode::Sys001 => "service temporarily unavailable",
             ErrorCode::Sys003 => "unexpected error",
             ErrorCode::Sys004 => "service busy, retry later",

@@ -2,13 +2,14 @@
 
 use axum::Json;
 use axum::extract::Path;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use carevault_db::repo::{Document, DocumentFilter, DocumentUpdate, NewDocument, SearchHit, SearchLimit, Threshold};
 use carevault_db::{DocumentId, DocumentStatus, Embedding, Metadata, UserId, ValidationError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::etag::{check_if_match, etag_header, has_if_match};
 use super::{ListResponse, PageQuery, double_option, not_null, optional_integer, parse_deleted, parse_id};
 use crate::extract::{ApiJson, ApiQuery, Authed, Member, Viewer};
 use crate::{ApiError, ErrorCode, schema};
@@ -273,12 +274,13 @@ pub async fn list(
 /// A document (audited `document.read`); `?include=embedding` adds its embedding.
 #[utoipa::path(get, path = "/api/v1/documents/{id}", tag = "documents", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path), GetDocumentQuery),
-    responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+    responses((status = 200, body = DocumentResponse, headers(("ETag" = String, description = "The version, for If-Match"))),
+        (status = 404, body = crate::error::ErrorEnvelope)))]
 pub async fn get(
     authed: Authed<Viewer>,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<GetDocumentQuery>,
-) -> Result<Json<DocumentResponse>, ApiError> {
+) -> Result<(Versioned, Json<DocumentResponse>), ApiError> {
     let id: DocumentId = parse_id(&id)?;
     let with_embedding = match query.include.as_deref() {
         None => false,
@@ -289,18 +291,24 @@ pub async fn get(
     let document =
         if with_embedding { tx.documents().get_with_embedding(id).await? } else { tx.documents().get(id).await? };
     tx.commit().await?;
-    Ok(Json(document.into()))
+    Ok((etag_header(&document), Json(document.into())))
 }
 
+/// The `ETag` header of a document's answer.
+type Versioned = [(axum::http::HeaderName, axum::http::HeaderValue); 1];
+
 /// Changes a document (member, admin; audited `document.updated` with the names of the fields
-/// set). `metadata` is a JSON Merge Patch.
-#[utoipa::path(patch, path = "/api/v1/documents/{id}", tag = "documents", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
-    request_body = UpdateDocumentRequest, responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+/// set). `metadata` is a JSON Merge Patch. With `If-Match`, only the version it names changes.
+#[utoipa::path(patch, path = "/api/v1/documents/{id}", tag = "documents", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of GET: change only that version")),
+    request_body = UpdateDocumentRequest, responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 412, description = "If-Match names another version", body = crate::error::ErrorEnvelope)))]
 pub async fn update(
     authed: Authed<Member>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateDocumentRequest>,
-) -> Result<Json<DocumentResponse>, ApiError> {
+) -> Result<(Versioned, Json<DocumentResponse>), ApiError> {
     let id: DocumentId = parse_id(&id)?;
     let status = not_null("status", body.status)?.as_deref().map(DocumentStatus::parse).transpose()?;
     let embedding = body.embedding.map(|e| e.map(Embedding::parse).transpose()).transpose()?;
@@ -311,31 +319,50 @@ pub async fn update(
         return Err(ApiError::new(ErrorCode::Val003).with_message("metadata: must be a JSON object (a merge patch)"));
     }
     let mut tx = authed.begin().await?;
-    // The merge patch applies to the stored metadata, read in the same transaction (the read is
-    // audited as `document.read`, the write as `document.updated`).
-    let metadata = match patch {
-        None => None,
-        Some(patch) => {
-            // Locked until commit: concurrent patches apply one after the other, none is lost.
-            let mut current = tx.documents().get_for_update(id).await?.metadata;
-            merge_patch(&mut current, patch);
-            Some(Metadata::parse(current)?)
+    // The merge patch applies to the stored metadata, read in the same transaction and locked
+    // until commit, so concurrent patches apply one after the other and none is lost (the read is
+    // audited as `document.read`, the write as `document.updated`). If-Match is checked on the
+    // same locked read.
+    let current = if patch.is_some() || has_if_match(&headers) {
+        let current = tx.documents().get_for_update(id).await?;
+        check_if_match(&headers, &current)?;
+        Some(current)
+    } else {
+        None
+    };
+    let metadata = match (patch, current) {
+        (Some(patch), Some(current)) => {
+            let mut metadata = current.metadata;
+            merge_patch(&mut metadata, patch);
+            Some(Metadata::parse(metadata)?)
         }
+        _ => None,
     };
     let document = tx.documents().update(id, DocumentUpdate { status, metadata, embedding }).await?;
     tx.commit().await?;
-    Ok(Json(document.into()))
+    Ok((etag_header(&document), Json(document.into())))
 }
 
-/// Soft-deletes a document (member, admin; audited `document.deleted`).
-#[utoipa::path(delete, path = "/api/v1/documents/{id}", tag = "documents", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
-pub async fn delete(authed: Authed<Member>, Path(id): Path<String>) -> Result<Json<DocumentResponse>, ApiError> {
+/// Soft-deletes a document (member, admin; audited `document.deleted`). With `If-Match`, only
+/// the version it names.
+#[utoipa::path(delete, path = "/api/v1/documents/{id}", tag = "documents", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of GET: delete only that version")),
+    responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 412, description = "If-Match names another version", body = crate::error::ErrorEnvelope)))]
+pub async fn delete(
+    authed: Authed<Member>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<(Versioned, Json<DocumentResponse>), ApiError> {
     let id: DocumentId = parse_id(&id)?;
     let mut tx = authed.begin().await?;
+    if has_if_match(&headers) {
+        let current = tx.documents().get_for_update(id).await?;
+        check_if_match(&headers, &current)?;
+    }
     let document = tx.documents().soft_delete(id).await?;
     tx.commit().await?;
-    Ok(Json(document.into()))
+    Ok((etag_header(&document), Json(document.into())))
 }
 
 /// Restores a soft-deleted document (member, admin; audited `document.restored`).

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod documents;
 pub mod documents_batch;
+mod etag;
 pub mod health;
 pub mod me;
 pub mod platform;

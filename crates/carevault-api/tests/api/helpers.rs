@@ -39,6 +39,7 @@ pub struct Reply {
     pub status: u16,
     pub body: Value,
     pub request_id: Option<String>,
+    pub etag: Option<String>,
 }
 
 impl Reply {
@@ -175,10 +176,11 @@ impl TestApp {
 /// Reads a response completely.
 pub async fn read(response: reqwest::Response) -> Reply {
     let status = response.status().as_u16();
-    let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (request_id, etag) = (header("x-request-id"), header("etag"));
     let text = response.text().await.unwrap();
     let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-    Reply { status, body, request_id }
+    Reply { status, body, request_id, etag }
 }
 
 /// A deterministic non-zero embedding.

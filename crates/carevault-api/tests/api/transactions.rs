@@ -106,3 +106,48 @@ async fn concurrent_metadata_patches_are_all_applied() {
     }
     assert!(stored.get("ssn").is_none(), "the removal was lost: {stored}");
 }
+
+#[tokio::test]
+async fn if_match_applies_a_change_only_to_the_version_it_names() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("Clinic").await;
+    let member = app.caller(tenant, UserRole::Member, "member").await;
+    let t = Some(member.token.as_str());
+    let created = app.call("POST", "/api/v1/documents", t, Some(crate::helpers::document_body("a.pdf", None))).await;
+    let path = format!("/api/v1/documents/{}", created.body["id"].as_str().unwrap());
+    let first = app.call("GET", &path, t, None).await;
+    let version = first.etag.clone().expect("GET answers an ETag");
+    assert!(version.starts_with('"') && version.ends_with('"'), "a strong tag: {version}");
+    assert_eq!(app.call("GET", &path, t, None).await.etag.as_deref(), Some(version.as_str()), "stable while unchanged");
+
+    let send = |method: &'static str, if_match: &str, body: Option<serde_json::Value>| {
+        let mut request = app.client.request(method.parse().unwrap(), app.url(&path)).bearer_auth(&member.token);
+        request = request.header("If-Match", if_match);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move { read(request.send().await.unwrap()).await }
+    };
+    // The current version: applied, and the answer carries the new version.
+    let patched = send("PATCH", &version, Some(serde_json::json!({"status": "completed"}))).await;
+    assert_eq!(patched.status, 200, "{:?}", patched.body);
+    let newer = patched.etag.clone().expect("PATCH answers the new ETag");
+    assert_ne!(newer, version);
+
+    // The old version: 412, and nothing changes.
+    let before = app.row_counts().await;
+    let stale = send("PATCH", &version, Some(serde_json::json!({"status": "failed"}))).await;
+    assert_eq!((stale.status, stale.code()), (412, "RES_412"), "{:?}", stale.body);
+    let stale_delete = send("DELETE", &version, None).await;
+    assert_eq!((stale_delete.status, stale_delete.code()), (412, "RES_412"));
+    assert_eq!(app.row_counts().await, before, "a refused precondition writes nothing");
+    assert_eq!(app.call("GET", &path, t, None).await.body["status"], "completed");
+
+    // A weak tag never matches; `*` and a list naming the current version do.
+    let weak = send("DELETE", &format!("W/{newer}"), None).await;
+    assert_eq!(weak.status, 412);
+    let listed = send("PATCH", &format!("\"other\", {newer}"), Some(serde_json::json!({"metadata": {"k": 1}}))).await;
+    assert_eq!(listed.status, 200, "{:?}", listed.body);
+    let deleted = send("DELETE", "*", None).await;
+    assert_eq!(deleted.status, 200, "{:?}", deleted.body);
+}
