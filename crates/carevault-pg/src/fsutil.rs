@@ -27,6 +27,25 @@ pub(crate) fn create_private_dir(dir: &Path, owner: &RunAs) -> Result<(), PgErro
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(PgError::io("creating directory", dir)(e)),
     }
+    let handle = open_owned_dir(dir, owner)?;
+    handle.set_permissions(fs::Permissions::from_mode(0o700)).map_err(PgError::io("setting mode of", dir))
+}
+
+/// Checks, without changing anything, that `dir` is a directory owned by `owner` that nobody else
+/// may enter (mode 0700): for the socket directory of a server that another process started, read
+/// from its `postmaster.pid` (a directory under /tmp whose name anyone can list, and which another
+/// user could re-create if it were removed).
+pub(crate) fn check_private_dir(dir: &Path, owner: &RunAs) -> Result<(), PgError> {
+    let handle = open_owned_dir(dir, owner)?;
+    let meta = handle.metadata().map_err(PgError::io("reading", dir))?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(PgError::NotOurs { path: dir.to_path_buf(), owner: meta.uid(), expected: owner.uid() });
+    }
+    Ok(())
+}
+
+/// `dir` opened without following a symlink, after checking it is a directory owned by `owner`.
+fn open_owned_dir(dir: &Path, owner: &RunAs) -> Result<File, PgError> {
     let handle = File::options()
         .read(true)
         .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
@@ -36,7 +55,7 @@ pub(crate) fn create_private_dir(dir: &Path, owner: &RunAs) -> Result<(), PgErro
     if !meta.is_dir() || meta.uid() != owner.uid() {
         return Err(PgError::NotOurs { path: dir.to_path_buf(), owner: meta.uid(), expected: owner.uid() });
     }
-    handle.set_permissions(fs::Permissions::from_mode(0o700)).map_err(PgError::io("setting mode of", dir))
+    Ok(handle)
 }
 
 /// Opens (creating) a lock file. O_NOFOLLOW: as root, a symlink planted at the lock's path must

@@ -40,6 +40,14 @@ fn start_reuse_and_stop_only_when_unused() {
     assert!(!reuser.stop().expect("stop of a reuser"), "a reuser never stops the server");
     assert!(is_running(&data_dir) && socket_exists(&starter), "still running after the reuser's stop");
 
+    // A socket directory that others may enter is refused, not used: its name is in /tmp for
+    // anyone to list, and another user could re-create it if it were removed.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |bits| std::fs::set_permissions(starter.socket_dir(), std::fs::Permissions::from_mode(bits));
+    mode(0o755).expect("chmod");
+    assert!(Cluster::start_or_reuse(&binaries, &options).is_err(), "a socket directory open to others was used");
+    mode(0o700).expect("chmod");
+
     // The starter does not stop a server that another handle still uses.
     let user = Cluster::start_or_reuse(&binaries, &options).expect("reuse");
     assert!(!user.started_here());
