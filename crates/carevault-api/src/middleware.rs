@@ -190,9 +190,21 @@ pub async fn timeout(State(state): State<AppState>, request: Request, next: Next
 /// reading their input.)
 ///
 /// [`Authed`]: crate::extract::Authed
+///
+/// A route with a larger limit than `MAX_BODY_BYTES` (the batch import) reads its body only for a
+/// caller whose token verifies: otherwise anyone could make the server hold that much memory per
+/// connection, for that route's longer timeout, without an account.
 pub async fn buffer_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limit = RequestLimits::of(&state.inner.config, request.method(), request.uri().path()).body_bytes;
     let (parts, body) = request.into_parts();
+    if limit > state.inner.config.max_body_bytes {
+        let Some(token) = crate::extract::bearer(&parts) else {
+            return ApiError::new(ErrorCode::Auth001).into_response();
+        };
+        if let Err(error) = state.inner.auth.verify(token).await {
+            return ApiError::from(error).into_response();
+        }
+    }
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         // axum reports the limit as "length limit exceeded"; anything else is a broken upload.

@@ -101,6 +101,13 @@ async fn only_the_batch_route_takes_the_larger_body() {
         .await;
     assert_eq!((reply.status, reply.code()), (413, "REQ_413"));
     assert_eq!(app.row_counts().await, before);
+
+    // Without a valid token the larger body is not even read: 401 before the body's size counts.
+    let over = json!({"documents": vec![document_body("x.pdf", None); 1], "padding": blob(300)});
+    for token in [None, Some("not-a-token")] {
+        let reply = app.call("POST", "/api/v1/documents/batch", token, Some(over.clone())).await;
+        assert_eq!((reply.status, reply.code()), (401, "AUTH_001"), "{token:?}");
+    }
 }
 
 #[tokio::test]
