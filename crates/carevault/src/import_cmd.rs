@@ -85,10 +85,10 @@ async fn import(
     strict: bool,
 ) -> anyhow::Result<Outcome> {
     let progress = Progress { shown: std::io::stderr().is_terminal() };
-    let mut whole = match strict {
-        true => Some(TenantTx::begin(pool, tenant, audit.clone()).await.context(ROLE_HINT)?),
-        false => None,
-    };
+    // The strict import's one transaction opens at its first insert and is dropped (rolled back)
+    // at the first bad line: it is never left idle while the rest of the file is read, which the
+    // login roles' idle-transaction timeout would end.
+    let mut whole: Option<TenantTx> = None;
     let mut outcome = Outcome::default();
     let mut batch = Vec::with_capacity(MAX_IMPORT_BATCH);
     let mut line = Vec::new();
@@ -115,30 +115,46 @@ async fn import(
                 eprintln!("line {number}: {reason}");
                 outcome.skipped += 1;
                 if strict {
-                    // Rolled back at the end anyway: no need to hold or insert them.
+                    // Nothing will be kept: roll back now, and only keep checking the lines.
                     batch.clear();
+                    whole = None;
                 }
             }
         }
         if batch.len() == MAX_IMPORT_BATCH {
-            outcome.imported += insert(pool, tenant, audit, &mut whole, std::mem::take(&mut batch)).await?;
+            if strict && whole.is_none() {
+                whole = Some(TenantTx::begin(pool, tenant, audit.clone()).await.context(ROLE_HINT)?);
+            }
+            let batch = std::mem::take(&mut batch);
+            outcome.imported +=
+                insert(pool, tenant, audit, &mut whole, batch).await.with_context(|| so_far(strict, outcome))?;
             progress.show(number, outcome);
         }
     }
     let discarded = strict && outcome.skipped > 0;
     if !batch.is_empty() && !discarded {
-        outcome.imported += insert(pool, tenant, audit, &mut whole, batch).await?;
+        if strict && whole.is_none() {
+            whole = Some(TenantTx::begin(pool, tenant, audit.clone()).await.context(ROLE_HINT)?);
+        }
+        outcome.imported +=
+            insert(pool, tenant, audit, &mut whole, batch).await.with_context(|| so_far(strict, outcome))?;
     }
     progress.finish(number, outcome);
-    if let Some(tx) = whole {
-        if outcome.skipped > 0 {
-            tx.rollback().await?;
-            outcome.imported = 0;
-        } else {
-            tx.commit().await?;
-        }
+    if discarded {
+        outcome.imported = 0;
+    } else if let Some(tx) = whole {
+        tx.commit().await?;
     }
     Ok(outcome)
+}
+
+/// What an error leaves behind, for the operator who resumes: a strict import keeps nothing.
+fn so_far(strict: bool, outcome: Outcome) -> String {
+    if strict {
+        "nothing was imported (--strict)".to_string()
+    } else {
+        format!("{} documents were imported and committed before this error", outcome.imported)
+    }
 }
 
 /// Inserts one batch: in the whole-file transaction when there is one, else in its own.
