@@ -15,6 +15,12 @@ pub fn redact(url: &str) -> String {
     if !matches!(parsed.scheme(), "postgres" | "postgresql") {
         return UNPARSABLE.to_string();
     }
+    // An '@' the parser did not take as the end of the user info ends a password that held a '/',
+    // '?' or '#': `postgres://cv:8080/Secret@db/x` parses with `cv` as the host and `8080` as
+    // its port, both of them parts of the credentials.
+    if parsed.username().is_empty() && url.contains('@') {
+        return UNPARSABLE.to_string();
+    }
     let user = match parsed.username() {
         "" => String::new(),
         user => format!("{user}@"),
@@ -44,11 +50,14 @@ mod tests {
         for url in [
             "postgres://carevault:Sup3r/Secret@db.internal:5432/carevault",
             "postgres://carevault:Sup3r?Secret@db.internal:5432/carevault",
+            "postgres://cv:8080/Sup3rSecret@db/x",
             "not a url Sup3rSecret",
             "mysql://u:Sup3rSecret@db/x",
         ] {
             let shown = redact(url);
             assert!(!shown.contains("Sup3r") && !shown.contains("Secret"), "{url} -> {shown}");
         }
+        // The part of a password before its '/' is not shown as a host and port either.
+        assert!(!redact("postgres://cv:8080/Sup3rSecret@db/x").contains("8080"));
     }
 }
