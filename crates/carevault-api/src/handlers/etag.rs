@@ -37,13 +37,18 @@ pub(crate) fn has_if_match(headers: &HeaderMap) -> bool {
 /// `If-Match` (RFC 9110, 13.1.1) against `current`: `*` or any listed strong tag equal to the
 /// current one passes; weak tags never match. Absent: passes.
 pub(crate) fn check_if_match(headers: &HeaderMap, current: &Document) -> Result<(), ApiError> {
-    let values: Vec<&str> = headers.get_all(header::IF_MATCH).iter().filter_map(|v| v.to_str().ok()).collect();
-    if values.is_empty() && !has_if_match(headers) {
+    if !has_if_match(headers) {
         return Ok(());
     }
     let expected = etag(current);
-    let matches =
-        values.iter().flat_map(|value| value.split(',')).map(str::trim).any(|tag| tag == "*" || tag == expected);
+    // A value that is not visible ASCII matches nothing.
+    let matches = headers
+        .get_all(header::IF_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == expected);
     if matches {
         Ok(())
     } else {
