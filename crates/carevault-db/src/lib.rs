@@ -28,6 +28,7 @@ pub mod migrate;
 mod platform_tx;
 mod pool;
 pub mod repo;
+pub mod search_index;
 mod tenant_tx;
 
 pub use domain::{

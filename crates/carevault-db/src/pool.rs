@@ -99,6 +99,13 @@ impl AppPool {
         ping(&self.pool).await
     }
 
+    /// The tenant path over the owner's pool, for maintenance and the doctor: its login must be
+    /// able to switch to `carevault_app`. Unnamed statements: a few maintenance transactions do
+    /// not need a statement cache on a pool that is not the service's.
+    pub(crate) fn over(pool: &PgPool) -> AppPool {
+        AppPool { pool: pool.clone(), statements: Statements { named: false } }
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -140,6 +147,11 @@ impl PlatformPool {
     /// Checks that a connection can be had and the database answers.
     pub async fn ping(&self) -> Result<(), DbError> {
         ping(&self.pool).await
+    }
+
+    /// The platform path over the owner's pool, as [`AppPool::over`].
+    pub(crate) fn over(pool: &PgPool) -> PlatformPool {
+        PlatformPool { pool: pool.clone(), statements: Statements { named: false } }
     }
 
     /// Closes every connection.

@@ -31,6 +31,8 @@ pub enum Command {
     User(UserArgs),
     /// Import documents into a tenant.
     Documents(DocumentsArgs),
+    /// Maintain the per-tenant vector search indexes.
+    Search(SearchArgs),
     /// Mint development tokens.
     Token(TokenArgs),
     /// Check the database's security posture: one line per check, PASS, WARN or FAIL, with what to
@@ -193,6 +195,25 @@ pub enum DocumentsCommand {
         /// The JSON Lines file.
         file: std::path::PathBuf,
     },
+}
+
+/// `carevault search ...`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The search command.
+    #[command(subcommand)]
+    pub command: SearchCommand,
+}
+
+/// The search commands (owner path: index DDL needs the table's owner).
+#[derive(Debug, Subcommand)]
+pub enum SearchCommand {
+    /// Create the search index of every tenant that reached 1,000 searchable rows, drop those of
+    /// tenants below 500 or deleted, and rebuild invalid ones (CREATE INDEX CONCURRENTLY: searches
+    /// and writes go on). Waits for a pass already running elsewhere. Prints each change.
+    /// `carevault serve` runs the same pass every SEARCH_INDEX_INTERVAL_SECONDS when it has the
+    /// owner's URL; run this on a schedule when it does not.
+    Reconcile,
 }
 
 /// `carevault token ...`.

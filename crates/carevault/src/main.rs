@@ -14,6 +14,7 @@ mod healthcheck;
 mod import_cmd;
 mod migrate_cmd;
 mod redact;
+mod search_cmd;
 mod serve;
 mod token_cmd;
 
@@ -62,6 +63,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(args) => admin::tenant(args.command, cli.database_url).await,
         Command::User(args) => admin::user(args.command, cli.database_url).await,
         Command::Documents(args) => import_cmd::run(args.command, cli.database_url).await,
+        Command::Search(args) => match args.command {
+            cli::SearchCommand::Reconcile => search_cmd::reconcile(cli.database_url).await,
+        },
         Command::Token(args) => token_cmd::run(args.command, cli.database_url.as_deref()),
         Command::Doctor(args) => doctor_cmd::run(args.json, cli.database_url).await,
         Command::Healthcheck(args) => healthcheck::run(args.listen).await,

@@ -14,7 +14,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::{self, DatabaseConfig, ServeConfig};
 use crate::redact::redact;
-use crate::{database, demo, dev_secret, embedded};
+use crate::{database, demo, dev_secret, embedded, search_cmd};
 
 /// Extra time, beyond the request timeout, that in-flight requests get to finish on shutdown.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -35,7 +35,7 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
 }
 
 async fn serve(mut config: ServeConfig, signals: Signals, cluster_slot: &mut Option<Cluster>) -> anyhow::Result<()> {
-    let (app_url, platform_url, embedded_data_dir) = match &config.database {
+    let (app_url, platform_url, owner_url, embedded_data_dir) = match &config.database {
         DatabaseConfig::Embedded => {
             tracing::info!("DATABASE_URL is unset: using the embedded PostgreSQL");
             let cluster = cluster_slot.insert(embedded::start().await?);
@@ -50,12 +50,13 @@ async fn serve(mut config: ServeConfig, signals: Signals, cluster_slot: &mut Opt
             (
                 cluster.url("carevault_api", embedded::DATABASE),
                 cluster.url("carevault_ops", embedded::DATABASE),
+                Some(cluster.url(SUPERUSER, embedded::DATABASE)),
                 Some(data_dir),
             )
         }
-        DatabaseConfig::External { app, platform, .. } => {
+        DatabaseConfig::External { app, platform, owner } => {
             warn_about_logins(app, platform).await;
-            (app.clone(), platform.clone(), None)
+            (app.clone(), platform.clone(), owner.clone(), None)
         }
     };
 
@@ -77,7 +78,24 @@ async fn serve(mut config: ServeConfig, signals: Signals, cluster_slot: &mut Opt
 
     let app_pool = AppPool::connect_lazy(&app_url, config.pool).context("APP_DATABASE_URL")?;
     let platform_pool = PlatformPool::connect_lazy(&platform_url, config.pool).context("PLATFORM_DATABASE_URL")?;
+    let maintenance = match (config.search_index_interval, owner_url) {
+        (Some(interval), Some(owner_url)) => {
+            Some(search_cmd::spawn_maintenance(owner_url, app_pool.clone(), platform_pool.clone(), interval))
+        }
+        (Some(_), None) => {
+            tracing::info!(
+                "no owner URL (DATABASE_URL): this server does not maintain the per-tenant search indexes; run \
+                 `carevault search reconcile` on a schedule"
+            );
+            None
+        }
+        (None, _) => None,
+    };
     let result = serve_with_pools(&config, signals, &app_pool, &platform_pool, embedded_data_dir).await;
+    if let Some(task) = maintenance {
+        // A build cut short leaves an invalid index; the next pass rebuilds it.
+        task.abort();
+    }
     app_pool.close().await;
     platform_pool.close().await;
     tracing::info!("database pools closed");

@@ -169,3 +169,42 @@ async fn an_unknown_tenant_or_user_is_refused_before_anything_is_written() {
     }
     assert_eq!(setup.counts().await, (0, 0, 0));
 }
+
+/// The path of a corpus: imported (searchable at once, exactly), then `carevault search
+/// reconcile` gives the tenant its own index once it has 1,000 rows; a second pass has nothing
+/// to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn search_reconcile_builds_the_index_of_a_tenant_grown_by_an_import() {
+    let setup = Setup::new().await;
+    let reconcile = || {
+        let mut command = carevault();
+        command.args(["search", "reconcile"]).env("DATABASE_URL", setup.db.owner_url());
+        command
+    };
+    assert_eq!(run_ok(reconcile()).trim(), "search indexes: nothing to do");
+
+    let lines: Vec<String> = (0..1_000)
+        .map(|i| {
+            let embedding: Vec<String> =
+                (0..1024).map(|d| format!("{}", ((i * 31 + d * 7) % 97) as f32 / 97.0)).collect();
+            format!(
+                r#"{{"filename": "e-{i}.pdf", "s3_key": "k/{i}", "s3_bucket": "b", "embedding": [{}]}}"#,
+                embedding.join(",")
+            )
+        })
+        .collect();
+    let file = Lines::new(&lines);
+    let stdout = run_ok(setup.import(&file, &["--strict"]));
+    assert!(stdout.contains("imported 1000"), "{stdout}");
+
+    assert_eq!(run_ok(reconcile()).trim(), format!("create the search index of tenant {}", setup.tenant));
+    assert_eq!(run_ok(reconcile()).trim(), "search indexes: nothing to do");
+    let mut owner = PgConnection::connect(&setup.db.owner_url()).await.expect("connect as the owner");
+    let predicate: String =
+        sqlx::query_scalar("SELECT pg_get_expr(indpred, indrelid) FROM pg_index WHERE indexrelid = to_regclass($1)")
+            .bind(format!("public.idx_documents_embedding_t_{}", setup.tenant.replace('-', "")))
+            .fetch_one(&mut owner)
+            .await
+            .expect("the tenant's index exists");
+    assert!(predicate.contains(&setup.tenant), "{predicate}");
+}

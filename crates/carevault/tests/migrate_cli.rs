@@ -87,14 +87,16 @@ async fn assert_reference_checks(owner: &PgPool) {
     .expect("reading pg_trigger");
     assert_eq!(triggers, ["prevent_audit_log_delete", "prevent_audit_log_update"]);
 
-    let hnsw: Option<String> = sqlx::query_scalar(
-        "SELECT indexdef FROM pg_catalog.pg_indexes WHERE schemaname = 'public' AND indexname = 'idx_documents_embedding_hnsw'",
+    // No vector graph shared by every tenant (migration 16); embeddings stored in the row.
+    let (shared, storage): (bool, String) = sqlx::query_as(
+        "SELECT to_regclass('public.idx_documents_embedding_hnsw') IS NOT NULL, a.attstorage::text \
+         FROM pg_catalog.pg_attribute a WHERE a.attrelid = 'documents'::regclass AND a.attname = 'embedding_vector'",
     )
-    .fetch_optional(owner)
+    .fetch_one(owner)
     .await
-    .expect("reading pg_indexes");
-    let hnsw = hnsw.expect("idx_documents_embedding_hnsw exists");
-    assert!(hnsw.contains("hnsw"), "{hnsw}");
+    .expect("reading the catalog");
+    assert!(!shared, "idx_documents_embedding_hnsw is gone");
+    assert_eq!(storage, "m", "embedding_vector is stored MAIN");
 
     let system: String = sqlx::query_scalar("SELECT name::text FROM tenants WHERE id = $1::uuid")
         .bind(SYSTEM_TENANT)

@@ -6,13 +6,13 @@ use super::exposure::{RuleFacts, SecurityDefinerFacts, ViewFacts, rule_facts, se
 use super::policies::{TenantTableFacts, deparsed_manifest_policies, tenant_table_facts};
 use super::privileges::{PrivilegeFacts, privilege_facts};
 use super::roles::{LoginRolesFacts, RoleFacts, login_facts, role_facts, role_setting_facts};
+use super::search_indexes::{SearchFacts, search_facts};
 use super::server::{
     MigrationFacts, PgvectorFacts, ServerFacts, SystemTenantFacts, migration_facts, pgvector_facts, server_facts,
     system_tenant_facts,
 };
 use super::tls::{TlsFacts, tls_facts};
 use super::triggers::{FunctionFacts, TriggerFacts, function_facts, trigger_facts};
-use super::vector_index::{IndexFacts, index_facts};
 use super::{DoctorContext, Unreadable};
 use crate::DbError;
 use crate::manifest::{Manifest, Policy};
@@ -38,8 +38,8 @@ pub struct Facts {
     pub triggers: Result<Vec<TriggerFacts>, Unreadable>,
     /// The manifest's functions as the catalog holds them.
     pub functions: Result<Vec<FunctionFacts>, Unreadable>,
-    /// The HNSW index.
-    pub vector_index: Result<IndexFacts, Unreadable>,
+    /// The vector search structures.
+    pub search: Result<SearchFacts, Unreadable>,
     /// The four roles.
     pub roles: Result<Vec<RoleFacts>, Unreadable>,
     /// What the four roles may do in this database.
@@ -75,7 +75,7 @@ impl Facts {
             expected_policies: kept(deparsed_manifest_policies(pool, manifest).await),
             triggers: kept(trigger_facts(pool, manifest).await),
             functions: kept(function_facts(pool, manifest).await),
-            vector_index: kept(index_facts(pool).await),
+            search: kept(search_facts(pool).await),
             roles: kept(role_facts(pool).await),
             privileges: kept(privilege_facts(pool, server.version_num).await),
             logins: kept(login_facts(pool, ctx, &current_user).await),

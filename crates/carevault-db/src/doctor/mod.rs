@@ -18,10 +18,10 @@ mod facts;
 mod policies;
 mod privileges;
 mod roles;
+mod search_indexes;
 mod server;
 mod tls;
 mod triggers;
-mod vector_index;
 
 pub use exposure::{RuleFacts, SecurityDefinerFacts, ViewFacts, evaluate_security_definer, evaluate_views};
 pub use facts::Facts;
@@ -33,6 +33,7 @@ pub use roles::{
     LoginFacts, LoginRolesFacts, RoleFacts, evaluate_login_roles, evaluate_role_settings, evaluate_runtime_roles,
     login_roles_sql,
 };
+pub use search_indexes::{SHARED_INDEX, SearchFacts, evaluate_search_indexes};
 pub use server::{
     MigrationFacts, PgvectorFacts, ServerFacts, SystemTenantFacts, evaluate_migrations, evaluate_pgvector,
     evaluate_server_version, evaluate_system_tenant,
@@ -42,7 +43,6 @@ pub use triggers::{
     FunctionFacts, TriggerFacts, evaluate_audit_triggers, evaluate_functions, evaluate_row_triggers,
     evaluate_truncate_guard,
 };
-pub use vector_index::{IndexFacts, evaluate_vector_index};
 
 use crate::DbError;
 pub use crate::Environment;
@@ -160,7 +160,10 @@ pub const CHECKS: [CheckDefinition; 19] = [
     },
     CheckDefinition { name: "row_triggers", evaluate: |f, _, m| Ok(evaluate_row_triggers(got(&f.triggers)?, m)) },
     CheckDefinition { name: "functions", evaluate: |f, _, m| Ok(evaluate_functions(got(&f.functions)?, m)) },
-    CheckDefinition { name: "vector_index", evaluate: |f, _, _| Ok(evaluate_vector_index(got(&f.vector_index)?)) },
+    CheckDefinition {
+        name: "search_indexes",
+        evaluate: |f, _, _| Ok(evaluate_search_indexes(got(&f.search)?, crate::search_index::IndexPolicy::DEFAULT)),
+    },
     CheckDefinition {
         name: "runtime_roles",
         evaluate: |f, _, m| Ok(evaluate_runtime_roles(got(&f.roles)?, &f.current_user, m)),

@@ -1,15 +1,21 @@
 //! Tenant-scoped vector similarity search (docs/ARCHITECTURE.md, "Vector search").
 //!
-//! Correctness first: the result is never shorter than min(limit, eligible rows). The HNSW index
-//! filters *after* its graph walk, so for a tenant holding a small share of the table a plain
-//! `WHERE tenant_id = … ORDER BY embedding <=> q LIMIT k` silently returns fewer rows than exist.
-//! pgvector 0.8's iterative scan helps, but stops at `hnsw.max_scan_tuples`. Hence:
+//! A search only ever touches the tenant's own rows, and is exact or as good as exact:
 //!
-//! 1. a tenant with at most [`EXACT_SCAN_MAX_ROWS`] eligible rows is searched exactly (a
-//!    sequential distance computation over its rows, found through the tenant index);
-//! 2. a larger tenant goes through the index with `hnsw.iterative_scan = strict_order` (results
-//!    in exact distance order); if the index yields fewer than `limit` rows, the exact scan runs
-//!    instead.
+//! 1. a tenant with its own HNSW index (`crate::search_index`: tenants from 1,000 searchable
+//!    rows) is searched through it: the index holds that tenant's rows and nothing else, so no
+//!    result is filtered away after the graph walk and no other tenant's vectors are visited;
+//! 2. every other tenant, and a tenant whose index is being built, is searched exactly: the
+//!    distance to each of its rows, found through the tenant index, then the top `limit`.
+//!
+//! The plan is forced, not hoped for. sqlx prepares every statement, and PostgreSQL plans a
+//! prepared statement generically after five executions; a generic plan cannot prove that
+//! `tenant_id = $1` matches a partial index's `tenant_id = '…'`, so it would silently fall back to
+//! sorting every row of the tenant. The search transaction therefore sets
+//! `plan_cache_mode = force_custom_plan`, and `enable_sort = off` so that the planner prefers the
+//! ordered index scan to an estimate-driven top-N sort (the exact scan sorts a materialized CTE
+//! and has no other plan, so the setting does not change it). The suite checks the plan
+//! through the index's scan counter (`tests/db/search.rs`).
 //!
 //! The threshold is applied to the exact scan in SQL, and to the index scan's ordered result
 //! afterwards (a `WHERE distance <= …` would make the iterative scan walk until
@@ -21,11 +27,12 @@ use sqlx::{FromRow, Row};
 
 use super::Documents;
 use crate::domain::{AuditAction, DocumentId, DocumentStatus, Embedding};
+use crate::search_index::index_name;
 use crate::{DbError, ValidationError};
 
-/// Up to this many eligible rows, a tenant is searched exactly. Chosen for correctness; a later
-/// issue tunes it against measured latency.
-pub const EXACT_SCAN_MAX_ROWS: i64 = 2_000;
+/// The candidate list of an index scan (`hnsw.ef_search`), at least the limit. Measured against
+/// the recall target in docs/PERFORMANCE.md ("Search").
+pub const EF_SEARCH: u32 = 100;
 
 /// How many results a search returns: 1 to 100, 10 by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,15 +121,6 @@ impl<'r> FromRow<'r, PgRow> for SearchHit {
     }
 }
 
-/// The scan that produced a result (recorded in the audit metadata as `scan`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ScanKind {
-    /// Exact distance computation over the tenant's rows.
-    Exact,
-    /// HNSW iterative index scan.
-    Index,
-}
-
 /// A stored vector outside `Embedding`'s bounds (written before them, or by a direct database
 /// writer) can have a NaN distance, and PostgreSQL orders NaN above every number, so
 /// `1 - distance >= $3` alone would return it (found by the schema fuzzer as a `null` distance).
@@ -135,6 +133,15 @@ const EXACT_SCAN: &str = "WITH candidates AS MATERIALIZED ( \
      SELECT id, filename, status, metadata, distance, 1 - distance AS similarity \
      FROM candidates WHERE 1 - distance >= $3 AND distance <> 'NaN' \
      ORDER BY distance, id LIMIT $4";
+
+/// Whether the tenant's own index is ready, and the settings of the index scan (all
+/// transaction-local, like every setting of a TenantTx).
+const PREPARE: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index \
+            WHERE indexrelid = to_regclass($1) AND indisvalid AND indisready), \
+        set_config('plan_cache_mode', 'force_custom_plan', true), \
+        set_config('enable_sort', 'off', true), \
+        set_config('hnsw.ef_search', $2, true), \
+        set_config('hnsw.iterative_scan', 'strict_order', true)";
 
 const INDEX_SCAN: &str = "SELECT id, filename, status, metadata, \
             embedding_vector <=> $2 AS distance, 1 - (embedding_vector <=> $2) AS similarity \
@@ -152,7 +159,7 @@ impl Documents<'_> {
         limit: SearchLimit,
         threshold: Threshold,
     ) -> Result<Vec<SearchHit>, DbError> {
-        let (hits, scan) = self.search(embedding, limit, threshold).await?;
+        let hits = self.search(embedding, limit, threshold).await?;
         let ids: Vec<DocumentId> = hits.iter().map(|h| h.id).collect();
         let tenant_id = self.tx.tenant_id();
         self.tx
@@ -164,48 +171,34 @@ impl Documents<'_> {
                     "ids": ids,
                     "limit": limit.get(),
                     "threshold": threshold.get(),
-                    "scan": match scan { ScanKind::Exact => "exact", ScanKind::Index => "index" },
                 }),
             )
             .await?;
         Ok(hits)
     }
 
-    /// The search itself, without the audit row, telling which scan answered.
-    pub(crate) async fn search(
+    /// The search itself, without the audit row. Which structure answered is not recorded: its
+    /// name would tell a tenant's admin that another structure exists for bigger tenants, nothing
+    /// useful, and the audit log stays the same whatever the tier.
+    async fn search(
         &mut self,
         embedding: &Embedding,
         limit: SearchLimit,
         threshold: Threshold,
-    ) -> Result<(Vec<SearchHit>, ScanKind), DbError> {
+    ) -> Result<Vec<SearchHit>, DbError> {
         let tenant_id = self.tx.tenant_id();
         let vector = embedding.to_pgvector();
-        // Count at most EXACT_SCAN_MAX_ROWS + 1 rows: enough to choose, bounded in cost.
-        let eligible: i64 = self
+        let (indexed,): (bool,) = self
             .tx
             .sql()
-            .query_scalar(
-                "SELECT count(*) FROM (SELECT 1 FROM documents \
-             WHERE tenant_id = $1 AND deleted_at IS NULL AND embedding_vector IS NOT NULL LIMIT $2) AS capped",
-            )
-            .bind(tenant_id)
-            .bind(EXACT_SCAN_MAX_ROWS + 1)
+            .query_as(PREPARE)
+            .bind(format!("public.{}", index_name(tenant_id)))
+            .bind(limit.get().max(EF_SEARCH).to_string())
             .fetch_one(self.tx.conn())
             .await?;
 
-        if eligible > EXACT_SCAN_MAX_ROWS {
-            // Transaction-local, like every setting of a TenantTx. ef_search must be at least the
-            // limit for a full first batch; strict_order keeps exact distance order.
-            self.tx
-                .sql()
-                .query(
-                    "SELECT set_config('hnsw.iterative_scan', 'strict_order', true), \
-                        set_config('hnsw.ef_search', $1, true)",
-                )
-                .bind(limit.get().max(40).to_string())
-                .execute(self.tx.conn())
-                .await?;
-            let rows: Vec<SearchHit> = self
+        if indexed {
+            let mut rows: Vec<SearchHit> = self
                 .tx
                 .sql()
                 .query_as(INDEX_SCAN)
@@ -214,14 +207,19 @@ impl Documents<'_> {
                 .bind(i64::from(limit.get()))
                 .fetch_all(self.tx.conn())
                 .await?;
+            // A NaN distance (see EXACT_SCAN) fails every comparison, so `is_finite` drops it.
+            rows.retain(|h| h.distance.is_finite());
+            // The index holds at least `drop_below` rows, more than any limit: a short answer means
+            // dead entries not yet vacuumed, or a NaN row; the exact scan is then the answer.
             if rows.len() == limit.get() as usize {
-                let hits = rows.into_iter().filter(|h| h.similarity >= threshold.get()).collect();
-                return Ok((hits, ScanKind::Index));
+                rows.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+                rows.retain(|h| h.similarity >= threshold.get());
+                return Ok(rows);
             }
             tracing::debug!(found = rows.len(), "index scan came back short; falling back to an exact scan");
         }
 
-        let hits = self
+        Ok(self
             .tx
             .sql()
             .query_as(EXACT_SCAN)
@@ -230,7 +228,23 @@ impl Documents<'_> {
             .bind(threshold.get())
             .bind(i64::from(limit.get()))
             .fetch_all(self.tx.conn())
-            .await?;
-        Ok((hits, ScanKind::Exact))
+            .await?)
+    }
+
+    /// The tenant's searchable rows (an embedding, not deleted), counted up to `cap`: what
+    /// `crate::search_index` decides on. A count, no document: not audited.
+    pub(crate) async fn searchable_rows(&mut self, cap: i64) -> Result<i64, DbError> {
+        let tenant_id = self.tx.tenant_id();
+        Ok(self
+            .tx
+            .sql()
+            .query_scalar(
+                "SELECT count(*) FROM (SELECT 1 FROM documents \
+                 WHERE tenant_id = $1 AND deleted_at IS NULL AND embedding_vector IS NOT NULL LIMIT $2) AS capped",
+            )
+            .bind(tenant_id)
+            .bind(cap)
+            .fetch_one(self.tx.conn())
+            .await?)
     }
 }

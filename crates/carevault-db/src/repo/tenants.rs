@@ -94,6 +94,17 @@ impl Tenants<'_> {
         tenant.ok_or(DbError::NotFound)
     }
 
+    /// Every tenant's id and whether it is soft-deleted, for maintenance (the search indexes):
+    /// ids only, not audited.
+    pub async fn all_ids(&mut self) -> Result<Vec<(TenantId, bool)>, DbError> {
+        Ok(self
+            .tx
+            .sql()
+            .query_as("SELECT id, deleted_at IS NOT NULL FROM tenants ORDER BY id")
+            .fetch_all(self.tx.conn())
+            .await?)
+    }
+
     /// A page of tenants, newest first.
     pub async fn list(
         &mut self,

@@ -269,23 +269,53 @@ async fn a_dropped_truncate_guard_fails() {
 }
 
 #[tokio::test]
-async fn a_dropped_vector_index_fails() {
-    let check = only_failing(&doctor_after("DROP INDEX idx_documents_embedding_hnsw").await, "vector_index");
-    assert!(check.fix.unwrap().contains("USING hnsw"));
-}
-
-#[tokio::test]
-async fn an_invalid_vector_index_fails() {
-    // What an interrupted CREATE INDEX CONCURRENTLY leaves behind (the catalog is writable by a
-    // superuser; this database is dropped after the test).
+async fn a_vector_graph_shared_by_every_tenant_fails() {
     let check = only_failing(
         &doctor_after(
-            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'idx_documents_embedding_hnsw'::regclass",
+            "CREATE INDEX idx_documents_embedding_hnsw ON documents USING hnsw (embedding_vector vector_cosine_ops) \
+             WHERE embedding_vector IS NOT NULL AND deleted_at IS NULL",
         )
         .await,
-        "vector_index",
+        "search_indexes",
     );
-    assert!(check.fix.unwrap().contains("REINDEX INDEX CONCURRENTLY"));
+    assert!(check.fix.unwrap().starts_with("DROP INDEX CONCURRENTLY public.idx_documents_embedding_hnsw;"));
+}
+
+/// A tenant that reached the threshold is a WARN until `carevault search reconcile` (or the
+/// server's maintenance) builds its index; then the check passes.
+#[tokio::test]
+async fn a_large_tenant_without_its_search_index_is_a_warning_naming_the_fix() {
+    use carevault_db::search_index::{self, IndexPolicy, ReconcileOutcome};
+    let db = TestDb::new().await;
+    let (pool, platform, owner) = (db.app_pool(2), db.platform_pool(), db.owner_pool().await);
+    let large = crate::fixtures::tenant(&platform, "Large").await;
+    let member = crate::fixtures::user(&pool, large, "l@l.test", carevault_db::UserRole::Member).await;
+    sqlx::query(
+        "INSERT INTO documents (tenant_id, user_id, s3_key, s3_bucket, filename, embedding_vector) \
+         SELECT $1, $2, 'k/' || g, 'b', 'd.pdf', \
+                (SELECT array_agg(random()::real) FROM generate_series(1, 1024) WHERE g > 0)::vector \
+         FROM generate_series(1, $3) AS g",
+    )
+    .bind(large)
+    .bind(member.id)
+    .bind(IndexPolicy::DEFAULT.create_at)
+    .execute(&owner)
+    .await
+    .unwrap();
+
+    let checks = doctor::run(&owner, &ctx()).await.unwrap();
+    let not_passing: Vec<&str> = checks.iter().filter(|c| c.status != Status::Pass).map(|c| c.name).collect();
+    assert_eq!(not_passing, ["search_indexes"], "{}", describe(&checks));
+    let check = checks.iter().find(|c| c.name == "search_indexes").unwrap();
+    assert_eq!(check.status, Status::Warn);
+    assert!(check.message.contains(&large.to_string()), "{check:?}");
+    assert!(check.fix.as_deref().unwrap().starts_with("carevault search reconcile"));
+
+    let outcome = search_index::reconcile(&owner, &pool, &platform, IndexPolicy::DEFAULT).await.unwrap();
+    assert!(matches!(outcome, ReconcileOutcome::Done(changes) if changes.len() == 1));
+    let checks = doctor::run(&owner, &ctx()).await.unwrap();
+    assert!(checks.iter().all(|c| c.status == Status::Pass), "{}", describe(&checks));
+    owner.close().await;
 }
 
 #[tokio::test]

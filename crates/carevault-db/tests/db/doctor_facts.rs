@@ -4,8 +4,8 @@
 
 use carevault_db::Environment;
 use carevault_db::doctor::{
-    self, FunctionFacts, HeldPrivilege, IndexFacts, LoginFacts, LoginRolesFacts, MigrationFacts, PgvectorFacts,
-    PolicyFacts, PrivilegeFacts, RoleFacts, RuleFacts, SecurityDefinerFacts, ServerFacts, Status, SystemTenantFacts,
+    self, FunctionFacts, HeldPrivilege, LoginFacts, LoginRolesFacts, MigrationFacts, PgvectorFacts, PolicyFacts,
+    PrivilegeFacts, RoleFacts, RuleFacts, SearchFacts, SecurityDefinerFacts, ServerFacts, Status, SystemTenantFacts,
     TenantTableFacts, TlsFacts, TriggerFacts, ViewFacts,
 };
 use carevault_db::manifest::{Command, Manifest, Privilege};
@@ -276,14 +276,30 @@ fn views() {
 }
 
 #[test]
-fn vector_index() {
-    let good = IndexFacts { present: true, valid: true, ready: true, method: "hnsw".into() };
-    assert_eq!(doctor::evaluate_vector_index(&good).status, Status::Pass);
-    assert_eq!(
-        doctor::evaluate_vector_index(&IndexFacts { method: "ivfflat".into(), ..good.clone() }).status,
-        Status::Fail
-    );
-    assert_eq!(doctor::evaluate_vector_index(&IndexFacts { valid: false, ..good }).status, Status::Fail);
+fn search_indexes() {
+    use carevault_db::TenantId;
+    use carevault_db::search_index::{IndexPolicy, SearchIndexFacts, TenantIndex, TenantRows, index_name};
+    let policy = IndexPolicy::DEFAULT;
+    let (large, small) = (TenantId::new_random(), TenantId::new_random());
+    let tenants = vec![
+        TenantRows { tenant: large, searchable_rows: policy.create_at, deleted: false },
+        TenantRows { tenant: small, searchable_rows: 3, deleted: false },
+    ];
+    let indexed = |valid| vec![TenantIndex { name: index_name(large), valid }];
+    let facts = |shared_index, indexes| SearchFacts {
+        shared_index,
+        indexes: SearchIndexFacts { tenants: tenants.clone(), indexes },
+    };
+    assert_eq!(doctor::evaluate_search_indexes(&facts(false, indexed(true)), policy).status, Status::Pass);
+    let shared = doctor::evaluate_search_indexes(&facts(true, indexed(true)), policy);
+    assert_eq!(shared.status, Status::Fail);
+    assert!(shared.fix.unwrap().contains("DROP INDEX CONCURRENTLY public.idx_documents_embedding_hnsw"));
+    for indexes in [vec![], indexed(false)] {
+        let missing = doctor::evaluate_search_indexes(&facts(false, indexes), policy);
+        assert_eq!(missing.status, Status::Warn, "{missing:?}");
+        assert!(missing.message.contains(&large.to_string()), "names the tenant: {missing:?}");
+        assert!(missing.fix.unwrap().contains("carevault search reconcile"));
+    }
 }
 
 fn manifest() -> Manifest {

@@ -1,36 +1,38 @@
-//! Similarity search on 5,000 embedded rows where one tenant holds 1 %: exactly
-//! min(limit, eligible rows), threshold honoured, deleted rows skipped, ordered by distance, equal
-//! to an exact scan computed independently in Rust.
+//! Similarity search on 2,050 embedded rows where one tenant holds 50, in each tier of the
+//! design (`carevault_db::search_index`): exactly min(limit, eligible rows), threshold honoured,
+//! deleted rows skipped, ordered by distance, equal to an exact scan computed independently in
+//! Rust; a large tenant searched exactly until its own index is built, then through that index
+//! on every execution of the prepared statement (the plan is checked by the index's scan counter).
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use carevault_db::repo::{SearchHit, SearchLimit, Threshold};
-use carevault_db::{AppPool, AuditAction, DocumentId, Embedding, TenantId, TenantTx, UserId, UserRole};
+use carevault_db::search_index::{self, IndexChange, IndexPolicy, ReconcileOutcome};
+use carevault_db::{AppPool, DocumentId, Embedding, PlatformPool, TenantId, TenantTx, UserId, UserRole};
 use carevault_testdb::TestDb;
-use sqlx::Acquire;
+use sqlx::{Acquire, PgPool};
 
 use crate::fixtures::{app_session, tenant, user};
 
 const SMALL_ROWS: i64 = 50;
-const TOTAL_ROWS: i64 = 5_000;
-
-/// The index definition of migration 6, rebuilt after the bulk load (building an HNSW index over
-/// rows already loaded is much faster than inserting into it row by row).
-const HNSW_INDEX: &str = "CREATE INDEX idx_documents_embedding_hnsw ON documents \
-    USING hnsw (embedding_vector vector_cosine_ops) WITH (m = 16, ef_construction = 64) \
-    WHERE embedding_vector IS NOT NULL AND deleted_at IS NULL";
+/// Enough for the big tenant to pass the default threshold (1,000 rows) twice over.
+const TOTAL_ROWS: i64 = 2_050;
 
 struct Fixture {
     db: TestDb,
     pool: AppPool,
+    platform: PlatformPool,
+    owner: PgPool,
     small: TenantId,
     big: TenantId,
     centers: Vec<Embedding>,
 }
 
 /// 10 cluster centres; each row is its centre plus noise, so a centre query has high-similarity
-/// neighbours (≈0.8) and a clear gap to the rest (≈0).
-async fn fixture() -> Fixture {
+/// neighbours (≈0.8) and a clear gap to the rest (≈0). `total_rows` in all, [`SMALL_ROWS`] of
+/// them the small tenant's. No tenant has its index yet.
+async fn fixture(total_rows: i64) -> Fixture {
     let db = TestDb::new().await;
     let (pool, platform) = (db.app_pool(2), db.platform_pool());
     let small = tenant(&platform, "Small").await;
@@ -43,8 +45,6 @@ async fn fixture() -> Fixture {
     let mut conn = owner.acquire().await.unwrap();
     let conn = conn.acquire().await.unwrap();
     for statement in [
-        "SET maintenance_work_mem = '256MB'",
-        "DROP INDEX idx_documents_embedding_hnsw",
         "SELECT setseed(0.42)",
         "CREATE TEMP TABLE centers AS SELECT k, array_agg((random() - 0.5)::real ORDER BY i) AS v \
          FROM generate_series(0, 9) AS k, generate_series(1, 1024) AS i GROUP BY k",
@@ -63,18 +63,47 @@ async fn fixture() -> Fixture {
     .bind(small_user.id)
     .bind(big_user.id)
     .bind(SMALL_ROWS)
-    .bind(TOTAL_ROWS)
+    .bind(total_rows)
     .execute(&mut *conn)
     .await
     .unwrap();
-    let loaded = std::time::Instant::now();
-    sqlx::query(HNSW_INDEX).execute(&mut *conn).await.unwrap();
-    eprintln!("index build: {:?}", loaded.elapsed());
     sqlx::query("ANALYZE documents").execute(&mut *conn).await.unwrap();
     let centers: Vec<Vec<f32>> =
         sqlx::query_scalar("SELECT v FROM centers ORDER BY k").fetch_all(&mut *conn).await.unwrap();
     let centers = centers.into_iter().map(|c| Embedding::parse(c).unwrap()).collect();
-    Fixture { db, pool, small, big, centers }
+    Fixture { db, pool, platform, owner: owner.clone(), small, big, centers }
+}
+
+impl Fixture {
+    async fn reconcile(&self, policy: IndexPolicy) -> Vec<IndexChange> {
+        let started = Instant::now();
+        let outcome = search_index::reconcile(&self.owner, &self.pool, &self.platform, policy).await.unwrap();
+        eprintln!("reconcile: {:?}", started.elapsed());
+        match outcome {
+            ReconcileOutcome::Done(changes) => changes,
+            ReconcileOutcome::Busy => panic!("no other reconciler runs in this test"),
+        }
+    }
+
+    /// How many scans the tenant's index has served, as the statistics system reports them. A
+    /// backend reports its counters when it goes idle, at most once a second, so this waits
+    /// until they reach `at_least` (or 20 s pass) and returns what it last read.
+    async fn index_scans(&self, tenant: TenantId, at_least: i64) -> i64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let scans: i64 = sqlx::query_scalar(
+                "SELECT coalesce(sum(idx_scan), 0)::bigint FROM pg_stat_user_indexes WHERE indexrelname = $1",
+            )
+            .bind(search_index::index_name(tenant))
+            .fetch_one(&self.owner)
+            .await
+            .unwrap();
+            if scans >= at_least || Instant::now() > deadline {
+                return scans;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 async fn search(f: &Fixture, tenant: TenantId, query: &Embedding, limit: u32, threshold: f64) -> Vec<SearchHit> {
@@ -99,58 +128,48 @@ async fn exact(f: &Fixture, tenant: TenantId, query: &Embedding) -> Vec<(Documen
     .await
     .unwrap();
     let q = query.as_slice();
-    let mut distances: Vec<(DocumentId, f64)> = rows
-        .into_iter()
-        .map(|(id, v)| {
-            let v = v.as_slice();
-            let dot: f64 = q.iter().zip(v).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
-            let nq: f64 = q.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
-            let nv: f64 = v.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
-            (id, 1.0 - dot / (nq * nv))
-        })
-        .collect();
-    distances.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut distances: Vec<(DocumentId, f64)> =
+        rows.into_iter().map(|(id, v)| (id, true_distance(q, v.as_slice()))).collect();
+    distances.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
     distances
 }
 
-async fn last_scan(f: &Fixture, tenant: TenantId) -> String {
-    let mut conn = app_session(&f.db, Some(tenant)).await;
-    sqlx::query_scalar("SELECT metadata->>'scan' FROM audit_logs WHERE action = $1 ORDER BY created_at DESC LIMIT 1")
-        .bind(AuditAction::DocumentSearched.as_str())
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
+fn ids(hits: &[SearchHit]) -> Vec<DocumentId> {
+    hits.iter().map(|h| h.id).collect()
 }
 
 fn assert_ordered(hits: &[SearchHit]) {
-    assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance), "not ordered by distance");
+    assert!(
+        hits.windows(2).all(|w| (w[0].distance, w[0].id) <= (w[1].distance, w[1].id)),
+        "not ordered by distance, then id"
+    );
     assert!(hits.iter().all(|h| (h.similarity - (1.0 - h.distance)).abs() < 1e-9));
 }
 
+/// The hits are exactly the exact top-k, in order, with the right distances.
+fn assert_exact(hits: &[SearchHit], expected: &[(DocumentId, f64)], limit: usize) {
+    assert_eq!(hits.len(), limit.min(expected.len()));
+    assert_eq!(ids(hits), expected.iter().take(hits.len()).map(|e| e.0).collect::<Vec<_>>());
+    for (hit, (_, distance)) in hits.iter().zip(expected) {
+        assert!((hit.distance - distance).abs() < 1e-4, "{} vs {distance}", hit.distance);
+    }
+    assert_ordered(hits);
+}
+
 #[tokio::test]
-async fn similarity_search_is_exact_complete_and_tenant_scoped() {
-    let f = fixture().await;
+async fn similarity_search_is_exact_complete_and_tenant_scoped_in_every_tier() {
+    let f = fixture(TOTAL_ROWS).await;
     let small_rows = exact(&f, f.small, &f.centers[0]).await;
     let small_ids: BTreeSet<DocumentId> = small_rows.iter().map(|r| r.0).collect();
     assert_eq!(small_ids.len(), SMALL_ROWS as usize);
     let big_ids: BTreeSet<DocumentId> = exact(&f, f.big, &f.centers[0]).await.iter().map(|r| r.0).collect();
     assert_eq!(big_ids.len(), (TOTAL_ROWS - SMALL_ROWS) as usize);
 
-    // The small tenant: min(limit, eligible) rows, exactly the exact top-k, in order.
+    // The small tenant (exact tier): min(limit, eligible) rows, exactly the exact top-k, in order.
     for (query, limit) in [(&f.centers[3], 10u32), (&f.centers[7], 1), (&f.centers[0], 100)] {
         let hits = search(&f, f.small, query, limit, -1.0).await;
-        let expected = exact(&f, f.small, query).await;
-        assert_eq!(hits.len(), (limit as usize).min(small_ids.len()));
-        assert_eq!(
-            hits.iter().map(|h| h.id).collect::<Vec<_>>(),
-            expected.iter().take(hits.len()).map(|e| e.0).collect::<Vec<_>>()
-        );
-        for (hit, (_, distance)) in hits.iter().zip(&expected) {
-            assert!((hit.distance - distance).abs() < 1e-4, "{} vs {distance}", hit.distance);
-        }
-        assert_ordered(&hits);
+        assert_exact(&hits, &exact(&f, f.small, query).await, limit as usize);
     }
-    assert_eq!(last_scan(&f, f.small).await, "exact");
 
     // The threshold: exactly the rows at or above it.
     let query = &f.centers[3];
@@ -158,7 +177,7 @@ async fn similarity_search_is_exact_complete_and_tenant_scoped() {
     let expected: Vec<DocumentId> =
         exact(&f, f.small, query).await.iter().filter(|e| 1.0 - e.1 >= 0.7).map(|e| e.0).collect();
     assert!(!expected.is_empty() && expected.len() < small_ids.len(), "the fixture separates clusters");
-    assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), expected);
+    assert_eq!(ids(&hits), expected);
     assert!(hits.iter().all(|h| h.similarity >= 0.7));
 
     // Deleted rows are skipped.
@@ -174,20 +193,44 @@ async fn similarity_search_is_exact_complete_and_tenant_scoped() {
     let after_threshold = search(&f, f.small, query, 100, 0.7).await;
     assert_eq!(after_threshold.len(), expected.len() - deleted.len());
 
-    // The big tenant goes through the HNSW index, and still only sees its own rows.
-    let hits = search(&f, f.big, &f.centers[3], 10, -1.0).await;
-    assert_eq!(hits.len(), 10);
-    assert!(hits.iter().all(|h| big_ids.contains(&h.id)));
-    assert_ordered(&hits);
-    assert_eq!(last_scan(&f, f.big).await, "index");
+    // The big tenant before its index exists (a tenant that just crossed the threshold, while
+    // its index builds): searched exactly.
+    for query in [&f.centers[3], &f.centers[8]] {
+        assert_exact(&search(&f, f.big, query, 10, -1.0).await, &exact(&f, f.big, query).await, 10);
+    }
+
+    // The pass builds the big tenant's index and leaves the small one alone.
+    assert_eq!(f.reconcile(IndexPolicy::DEFAULT).await, [IndexChange::Create(f.big)]);
+    assert_eq!(f.reconcile(IndexPolicy::DEFAULT).await, [], "a second pass has nothing to do");
+
+    // The designed plan on every execution: 12 searches on a pool of two connections execute
+    // the prepared index query at least six times on one connection, past the five custom plans
+    // after which PostgreSQL would otherwise switch to a generic plan (which cannot use a
+    // partial index and sorts every row of the tenant instead). Each must scan the index.
+    let before = f.index_scans(f.big, 0).await;
+    let mut recall = Vec::new();
+    for round in 0..12 {
+        let query = &f.centers[round % 10];
+        let hits = search(&f, f.big, query, 10, -1.0).await;
+        assert_eq!(hits.len(), 10);
+        assert!(hits.iter().all(|h| big_ids.contains(&h.id)), "only the big tenant's rows");
+        assert_ordered(&hits);
+        let truth: BTreeSet<DocumentId> = exact(&f, f.big, query).await.iter().take(10).map(|e| e.0).collect();
+        recall.push(hits.iter().filter(|h| truth.contains(&h.id)).count());
+    }
+    let scans = f.index_scans(f.big, before + 12).await;
+    assert_eq!(scans - before, 12, "every search of the big tenant went through its own index");
+    assert!(recall.iter().all(|r| *r >= 9), "recall@10 of the index tier: {recall:?}");
+
+    // The threshold in the index tier, and nothing of the small tenant in the big one's results.
     let near = search(&f, f.big, &f.centers[3], 10, 0.7).await;
-    assert_eq!(near.len(), 10, "about 495 rows of the big tenant are above 0.7");
+    assert_eq!(near.len(), 10, "about 200 rows of the big tenant are above 0.7");
     assert!(near.iter().all(|h| h.similarity >= 0.7 && big_ids.contains(&h.id)));
-    // Nothing of the small tenant ever appears in the big tenant's results, nor the reverse.
     assert!(near.iter().all(|h| !small_ids.contains(&h.id)));
 
     // A row with a NaN distance (see `a_stored_vector_with_a_nan_distance_is_never_returned`)
-    // changes nothing in the index scan's answer either.
+    // changes nothing in the index tier's answer either.
+    let reference = search(&f, f.big, &f.centers[3], 10, -1.0).await;
     let mut session = app_session(&f.db, Some(f.big)).await;
     let owner: UserId =
         sqlx::query_scalar("SELECT user_id FROM documents LIMIT 1").fetch_one(&mut session).await.unwrap();
@@ -201,10 +244,87 @@ async fn similarity_search_is_exact_complete_and_tenant_scoped() {
     .execute(&mut session)
     .await
     .unwrap();
-    let again = search(&f, f.big, &f.centers[3], 10, -1.0).await;
-    assert_eq!(last_scan(&f, f.big).await, "index");
-    let ids = |hits: &[SearchHit]| hits.iter().map(|h| h.id).collect::<Vec<_>>();
-    assert_eq!(ids(&again), ids(&hits));
+    assert_eq!(ids(&search(&f, f.big, &f.centers[3], 10, -1.0).await), ids(&reference));
+}
+
+/// The tenant of a pass: created at the threshold, kept in the gap, dropped below it or when the
+/// tenant is deleted, rebuilt when a build failed; searches stay exact-quality throughout.
+#[tokio::test]
+async fn the_reconciler_follows_each_tenant_as_it_grows_shrinks_and_goes() {
+    let f = fixture(300).await;
+    // Thresholds scaled to the fixture: the big tenant has 250 rows, the small one 50.
+    let policy = IndexPolicy { create_at: 40, drop_below: 30 };
+    let mut changes = f.reconcile(policy).await;
+    changes.sort_by_key(|c| format!("{c:?}"));
+    let mut both = vec![IndexChange::Create(f.small), IndexChange::Create(f.big)];
+    both.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(changes, both);
+
+    // The small tenant shrinks into the gap (35 rows): its index stays.
+    let victims = exact(&f, f.small, &f.centers[0]).await;
+    let mut tx = TenantTx::begin(&f.pool, f.small, Default::default()).await.unwrap();
+    for (id, _) in victims.iter().take(15) {
+        tx.documents().soft_delete(*id).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(f.reconcile(policy).await, []);
+    // Searching a 35-row index: never short, exact.
+    let query = &f.centers[1];
+    assert_exact(&search(&f, f.small, query, 100, -1.0).await, &exact(&f, f.small, query).await, 100);
+
+    // Below drop_below (25 rows): dropped, and the tenant is searched exactly again.
+    let mut tx = TenantTx::begin(&f.pool, f.small, Default::default()).await.unwrap();
+    for (id, _) in victims.iter().skip(15).take(10) {
+        tx.documents().soft_delete(*id).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(f.reconcile(policy).await, [IndexChange::Drop(search_index::index_name(f.small))]);
+    assert_exact(&search(&f, f.small, query, 100, -1.0).await, &exact(&f, f.small, query).await, 100);
+
+    // A failed build (an invalid index, as CREATE INDEX CONCURRENTLY leaves one) is rebuilt.
+    sqlx::query("UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass($1)")
+        .bind(format!("public.{}", search_index::index_name(f.big)))
+        .execute(&f.owner)
+        .await
+        .unwrap();
+    assert_eq!(f.reconcile(policy).await, [IndexChange::Rebuild(f.big)]);
+    let valid: bool = sqlx::query_scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)")
+        .bind(format!("public.{}", search_index::index_name(f.big)))
+        .fetch_one(&f.owner)
+        .await
+        .unwrap();
+    assert!(valid);
+
+    // A deleted tenant loses its index.
+    let mut tx = carevault_db::PlatformTx::begin(&f.platform, Default::default()).await.unwrap();
+    tx.tenants().soft_delete(f.big).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(f.reconcile(policy).await, [IndexChange::Drop(search_index::index_name(f.big))]);
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'idx_documents_embedding_t_%'")
+            .fetch_one(&f.owner)
+            .await
+            .unwrap();
+    assert_eq!(left, 0);
+}
+
+/// One reconciler at a time: while a session holds the lock, a pass does nothing.
+#[tokio::test]
+async fn a_second_reconciler_waits_its_turn() {
+    let f = fixture(300).await;
+    let policy = IndexPolicy { create_at: 100, drop_below: 50 };
+    let mut holder = f.owner.acquire().await.unwrap();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(search_index::RECONCILE_LOCK)
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    assert!(locked);
+    let busy = search_index::reconcile(&f.owner, &f.pool, &f.platform, policy).await.unwrap();
+    assert_eq!(busy, ReconcileOutcome::Busy);
+    sqlx::query("SELECT pg_advisory_unlock_all()").execute(&mut *holder).await.unwrap();
+    drop(holder);
+    assert_eq!(f.reconcile(policy).await, [IndexChange::Create(f.big)]);
 }
 
 /// The cosine distance in f64, from the float32 values pgvector stores.

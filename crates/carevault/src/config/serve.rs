@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use carevault_api::auth::AuthConfig;
 use carevault_api::{ApiConfig, Environment};
@@ -34,7 +35,15 @@ pub struct ServeConfig {
     /// Token verification. On the embedded default in development without `JWT_HS256_SECRET`,
     /// `serve` fills in the generated development secret.
     pub auth: AuthConfig,
+    /// `SEARCH_INDEX_INTERVAL_SECONDS`: how often the server brings the per-tenant search
+    /// indexes in line (`carevault_db::search_index`) when it has the owner's URL; `None` (0):
+    /// never, `carevault search reconcile` runs on a schedule instead.
+    pub search_index_interval: Option<Duration>,
 }
+
+/// The default of `SEARCH_INDEX_INTERVAL_SECONDS`: a tenant that crosses the threshold waits at
+/// most this long (plus the build) for its index, searched exactly meanwhile.
+pub const DEFAULT_SEARCH_INDEX_INTERVAL: Duration = Duration::from_secs(30);
 
 impl fmt::Debug for ServeConfig {
     // Why by hand: ApiConfig's derived Debug would print PLATFORM_API_TOKEN.
@@ -46,6 +55,7 @@ impl fmt::Debug for ServeConfig {
             .field("pool", &self.pool)
             .field("allowed_origins", &self.api.allowed_origins)
             .field("trusted_proxies", &self.api.trusted_proxies)
+            .field("search_index_interval", &self.search_index_interval)
             .field("request_timeout", &self.api.request_timeout)
             .field("max_body_bytes", &self.api.max_body_bytes)
             .field("batch_request_timeout", &self.api.batch_request_timeout)
@@ -65,7 +75,10 @@ pub fn serve_config(lookup: &dyn Fn(&str) -> Option<String>, listen: Option<&str
     let pool = pool_with(&mut vars);
     let api = api_with(&mut vars, environment);
     let auth = auth_with(&mut vars, environment);
-    vars.finish(ServeConfig { environment, listen, database, pool, api, auth })
+    let search_index_interval =
+        vars.duration("SEARCH_INDEX_INTERVAL_SECONDS", Unit::Seconds, DEFAULT_SEARCH_INDEX_INTERVAL, 0, 86_400);
+    let search_index_interval = (!search_index_interval.is_zero()).then_some(search_index_interval);
+    vars.finish(ServeConfig { environment, listen, database, pool, api, auth, search_index_interval })
 }
 
 /// `DB_POOL_SIZE`, `DB_ACQUIRE_TIMEOUT_MS` and `DB_STATEMENT_CACHE`.

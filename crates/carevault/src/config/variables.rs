@@ -85,6 +85,7 @@ fn the_variable_table_defaults_are_the_applied_defaults() {
         ("MAX_BODY_BYTES", "2048"),
         ("BATCH_REQUEST_TIMEOUT_SECONDS", "121"),
         ("BATCH_MAX_BODY_BYTES", "2048"),
+        ("SEARCH_INDEX_INTERVAL_SECONDS", "31"),
     ] {
         assert_ne!(format!("{:?}", serve(&[(name, other)], None).expect("valid")), unset, "{name}");
     }

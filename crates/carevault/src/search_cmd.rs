@@ -1,0 +1,89 @@
+//! The per-tenant search indexes from the binary: `carevault search reconcile` (one pass, for a
+//! schedule) and the maintenance task of `carevault serve` (a pass every
+//! `SEARCH_INDEX_INTERVAL_SECONDS` when the server has the owner's URL). What a pass does is in
+//! `carevault_db::search_index`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use carevault_db::search_index::{self, IndexPolicy, ReconcileOutcome};
+use carevault_db::{AppPool, PlatformPool};
+use sqlx::PgPool;
+
+use crate::admin::pool_config;
+use crate::database::{self, Database};
+
+/// How long `search reconcile` waits between tries while another reconciler holds the lock.
+const BUSY_RETRY: Duration = Duration::from_secs(2);
+
+/// `carevault search reconcile`: waits for any running pass, then makes one and prints what it
+/// changed, one line each.
+pub async fn reconcile(database_url: Option<String>) -> anyhow::Result<()> {
+    let database = Database::open(database_url).await?;
+    let result = async {
+        let owner = database.owner_pool().await?;
+        database.ensure_schema(&owner).await?;
+        let app = AppPool::connect_lazy(&database.login_url("carevault_api"), pool_config())?;
+        let platform = PlatformPool::connect_lazy(&database.login_url("carevault_ops"), pool_config())?;
+        let outcome = loop {
+            match search_index::reconcile(&owner, &app, &platform, IndexPolicy::DEFAULT).await {
+                Ok(ReconcileOutcome::Busy) => {
+                    tracing::info!("another reconciler is running; waiting for it");
+                    tokio::time::sleep(BUSY_RETRY).await;
+                }
+                Ok(ReconcileOutcome::Done(changes)) => break Ok(changes),
+                Err(e) => break Err(e),
+            }
+        };
+        app.close().await;
+        platform.close().await;
+        owner.close().await;
+        let changes = outcome.context("reconciling the search indexes failed")?;
+        if changes.is_empty() {
+            println!("search indexes: nothing to do");
+        }
+        for change in changes {
+            println!("{change}");
+        }
+        Ok(())
+    }
+    .await;
+    database.close().await;
+    result
+}
+
+/// Runs a pass now and then every `interval`, for as long as the returned task lives (abort it on
+/// shutdown; a build cut short leaves an invalid index, which the next pass rebuilds). A failed
+/// pass is logged and retried at the next tick.
+pub fn spawn_maintenance(
+    owner_url: String,
+    app: AppPool,
+    platform: PlatformPool,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut owner: Option<PgPool> = None;
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if owner.is_none() {
+                match database::owner_pool(&owner_url).await {
+                    Ok(pool) => owner = Some(pool),
+                    Err(e) => {
+                        tracing::warn!("search index maintenance cannot connect as the owner: {e:#}");
+                        continue;
+                    }
+                }
+            }
+            let Some(pool) = &owner else { continue };
+            match search_index::reconcile(pool, &app, &platform, IndexPolicy::DEFAULT).await {
+                Ok(ReconcileOutcome::Done(changes)) if !changes.is_empty() => {
+                    tracing::info!(changes = changes.len(), "search indexes reconciled");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("search index maintenance failed (retried in {interval:?}): {e}"),
+            }
+        }
+    })
+}
