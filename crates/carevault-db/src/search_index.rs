@@ -264,7 +264,6 @@ async fn create(conn: &mut PgConnection, tenant: TenantId) -> Result<(), DbError
 }
 
 async fn drop_index(conn: &mut PgConnection, name: &str) -> Result<(), DbError> {
-    debug_assert!(tenant_of(name).is_some() || name.starts_with(INDEX_PREFIX));
     let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS public.{}", quote_ident(name));
     sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await?;
     Ok(())

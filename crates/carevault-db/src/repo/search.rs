@@ -32,7 +32,7 @@ use crate::{DbError, ValidationError};
 
 /// The candidate list of an index scan (`hnsw.ef_search`), at least the limit. Measured against
 /// the recall target in docs/PERFORMANCE.md ("Search").
-pub const EF_SEARCH: u32 = 100;
+pub const EF_SEARCH: u32 = 200;
 
 /// How many results a search returns: 1 to 100, 10 by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,13 +135,17 @@ const EXACT_SCAN: &str = "WITH candidates AS MATERIALIZED ( \
      ORDER BY distance, id LIMIT $4";
 
 /// Whether the tenant's own index is ready, and the settings of the index scan (all
-/// transaction-local, like every setting of a TenantTx).
-const PREPARE: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index \
-            WHERE indexrelid = to_regclass($1) AND indisvalid AND indisready), \
-        set_config('plan_cache_mode', 'force_custom_plan', true), \
-        set_config('enable_sort', 'off', true), \
+/// transaction-local, like every setting of a TenantTx). The plan settings apply only when the
+/// index will answer: the exact scan and the audit insert keep their cached plans.
+const PREPARE: &str = "WITH tier AS (SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index \
+            WHERE indexrelid = to_regclass($1) AND indisvalid AND indisready) AS indexed) \
+     SELECT indexed, \
+        set_config('plan_cache_mode', \
+            CASE WHEN indexed THEN 'force_custom_plan' ELSE current_setting('plan_cache_mode') END, true), \
+        set_config('enable_sort', CASE WHEN indexed THEN 'off' ELSE current_setting('enable_sort') END, true), \
         set_config('hnsw.ef_search', $2, true), \
-        set_config('hnsw.iterative_scan', 'strict_order', true)";
+        set_config('hnsw.iterative_scan', 'strict_order', true) \
+     FROM tier";
 
 const INDEX_SCAN: &str = "SELECT id, filename, status, metadata, \
             embedding_vector <=> $2 AS distance, 1 - (embedding_vector <=> $2) AS similarity \
