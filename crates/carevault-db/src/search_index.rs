@@ -45,13 +45,18 @@ pub struct IndexPolicy {
     pub create_at: i64,
     /// A tenant with an index keeps it until it has fewer than this many searchable rows.
     pub drop_below: i64,
+    /// At most this many per-tenant indexes. The planner opens and locks every index of
+    /// `documents` for every query on it, and tries to prove each partial index's predicate:
+    /// each index costs every query a lock-table entry (the shared table holds
+    /// `max_locks_per_transaction` × `max_connections`) and some planning time.
+    pub max_indexes: usize,
 }
 
 impl IndexPolicy {
     /// The measured thresholds (docs/PERFORMANCE.md, "Search"): an exact scan of 1,000 rows takes
     /// about 4 ms on the development machine, so every tenant below that is answered within the
     /// latency target without an index.
-    pub const DEFAULT: IndexPolicy = IndexPolicy { create_at: 1_000, drop_below: 500 };
+    pub const DEFAULT: IndexPolicy = IndexPolicy { create_at: 1_000, drop_below: 500, max_indexes: 100 };
 }
 
 impl Default for IndexPolicy {
@@ -122,28 +127,45 @@ impl fmt::Display for IndexChange {
     }
 }
 
+/// What a pass should do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The changes, drops and rebuilds first.
+    pub changes: Vec<IndexChange>,
+    /// Tenants that reached `create_at` but get no index: `max_indexes` is reached.
+    pub over_cap: Vec<TenantId>,
+}
+
 /// The changes that bring the indexes in line with the policy: pure, so that the doctor and
-/// [`reconcile`] agree.
-pub fn plan(facts: &SearchIndexFacts, policy: IndexPolicy) -> Vec<IndexChange> {
-    let mut changes = Vec::new();
+/// [`reconcile`] agree. An index whose name has the prefix but no tenant id after it (a
+/// `REINDEX CONCURRENTLY` copy, `..._ccnew`) is not ours to touch.
+pub fn plan(facts: &SearchIndexFacts, policy: IndexPolicy) -> Plan {
+    let mut plan = Plan::default();
+    let mut kept = 0;
     for index in &facts.indexes {
-        let tenant = tenant_of(&index.name).and_then(|id| facts.tenants.iter().find(|t| t.tenant == id));
-        match tenant {
+        let Some(id) = tenant_of(&index.name) else { continue };
+        match facts.tenants.iter().find(|t| t.tenant == id) {
             Some(t) if !t.deleted && t.searchable_rows >= policy.drop_below => {
+                kept += 1;
                 if !index.valid {
-                    changes.push(IndexChange::Rebuild(t.tenant));
+                    plan.changes.push(IndexChange::Rebuild(t.tenant));
                 }
             }
-            _ => changes.push(IndexChange::Drop(index.name.clone())),
+            _ => plan.changes.push(IndexChange::Drop(index.name.clone())),
         }
     }
     for t in &facts.tenants {
         let name = index_name(t.tenant);
         if !t.deleted && t.searchable_rows >= policy.create_at && !facts.indexes.iter().any(|i| i.name == name) {
-            changes.push(IndexChange::Create(t.tenant));
+            if kept < policy.max_indexes {
+                kept += 1;
+                plan.changes.push(IndexChange::Create(t.tenant));
+            } else {
+                plan.over_cap.push(t.tenant);
+            }
         }
     }
-    changes
+    plan
 }
 
 impl SearchIndexFacts {
@@ -187,8 +209,14 @@ impl SearchIndexFacts {
 pub enum ReconcileOutcome {
     /// Another reconciler holds the lock; nothing was done.
     Busy,
-    /// These changes were made, in order.
-    Done(Vec<IndexChange>),
+    /// A pass ran: the changes made, in order, and those that failed with the error's text (a
+    /// failure does not stop the others; the next pass tries again).
+    Done {
+        /// Made.
+        applied: Vec<IndexChange>,
+        /// Failed, with why.
+        failed: Vec<(IndexChange, String)>,
+    },
 }
 
 /// Brings the per-tenant indexes in line with `policy`: one pass, one reconciler at a time (a
@@ -226,22 +254,41 @@ async fn reconcile_on(
     if !locked {
         return Ok(ReconcileOutcome::Busy);
     }
-    sqlx::query(AssertSqlSafe(format!("SET maintenance_work_mem = '{BUILD_MEMORY}'"))).execute(&mut *conn).await?;
-    let facts = SearchIndexFacts::read(owner, app, platform, policy).await?;
-    let changes = plan(&facts, policy);
-    for change in &changes {
-        let started = std::time::Instant::now();
-        match change {
-            IndexChange::Create(tenant) => create(conn, *tenant).await?,
-            IndexChange::Rebuild(tenant) => {
-                drop_index(conn, &index_name(*tenant)).await?;
-                create(conn, *tenant).await?;
-            }
-            IndexChange::Drop(name) => drop_index(conn, name).await?,
-        }
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "search index: {change}");
+    // The session's own settings: memory for one build; no parallel build (a parallel HNSW build
+    // keeps its graph in shared memory, which a container's small /dev/shm refuses, and the
+    // server's cores are the requests'); the operator class found in pgvector's schema whatever
+    // the owner's search_path.
+    for setting in [
+        format!("SET maintenance_work_mem = '{BUILD_MEMORY}'"),
+        "SET max_parallel_maintenance_workers = 0".to_owned(),
+        "SET search_path = pg_catalog, public".to_owned(),
+    ] {
+        sqlx::query(AssertSqlSafe(setting)).execute(&mut *conn).await?;
     }
-    Ok(ReconcileOutcome::Done(changes))
+    let facts = SearchIndexFacts::read(owner, app, platform, policy).await?;
+    let (mut applied, mut failed) = (Vec::new(), Vec::new());
+    for change in plan(&facts, policy).changes {
+        let started = std::time::Instant::now();
+        let result = match &change {
+            IndexChange::Create(tenant) => create(conn, *tenant).await,
+            IndexChange::Rebuild(tenant) => match drop_index(conn, &index_name(*tenant)).await {
+                Ok(()) => create(conn, *tenant).await,
+                Err(e) => Err(e),
+            },
+            IndexChange::Drop(name) => drop_index(conn, name).await,
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "search index: {change}");
+                applied.push(change);
+            }
+            Err(e) => {
+                tracing::warn!("search index: {change} failed: {e}");
+                failed.push((change, e.to_string()));
+            }
+        }
+    }
+    Ok(ReconcileOutcome::Done { applied, failed })
 }
 
 /// The statement that builds a tenant's index. Its predicate is the search's WHERE clause with the
@@ -290,7 +337,7 @@ mod tests {
         TenantIndex { name: index_name(tenant(n)), valid }
     }
 
-    const POLICY: IndexPolicy = IndexPolicy { create_at: 100, drop_below: 50 };
+    const POLICY: IndexPolicy = IndexPolicy { create_at: 100, drop_below: 50, max_indexes: 10 };
 
     #[test]
     fn names_round_trip_and_fit_postgres_identifiers() {
@@ -309,13 +356,13 @@ mod tests {
             indexes: vec![index(3, true), index(4, true), index(5, true)],
         };
         assert_eq!(
-            plan(&facts, POLICY),
+            plan(&facts, POLICY).changes,
             vec![IndexChange::Drop(index_name(tenant(4))), IndexChange::Create(tenant(2))]
         );
     }
 
     #[test]
-    fn the_plan_rebuilds_invalid_indexes_and_drops_those_of_deleted_or_unknown_tenants() {
+    fn the_plan_rebuilds_invalid_indexes_drops_those_of_deleted_or_unknown_tenants_and_leaves_others_alone() {
         let facts = SearchIndexFacts {
             tenants: vec![rows(1, 500), TenantRows { deleted: true, ..rows(2, 500) }],
             indexes: vec![
@@ -325,18 +372,30 @@ mod tests {
                 TenantIndex { name: format!("{INDEX_PREFIX}stray"), valid: true },
             ],
         };
+        // The stray name (a REINDEX CONCURRENTLY copy looks like one) is left alone.
         assert_eq!(
-            plan(&facts, POLICY),
+            plan(&facts, POLICY).changes,
             vec![
                 IndexChange::Rebuild(tenant(1)),
                 IndexChange::Drop(index_name(tenant(2))),
                 IndexChange::Drop(index_name(tenant(9))),
-                IndexChange::Drop(format!("{INDEX_PREFIX}stray")),
             ]
         );
         // An invalid index of a tenant that no longer needs one is dropped, not rebuilt.
         let shrunk = SearchIndexFacts { tenants: vec![rows(1, 10)], indexes: vec![index(1, false)] };
-        assert_eq!(plan(&shrunk, POLICY), vec![IndexChange::Drop(index_name(tenant(1)))]);
+        assert_eq!(plan(&shrunk, POLICY).changes, vec![IndexChange::Drop(index_name(tenant(1)))]);
+    }
+
+    #[test]
+    fn the_plan_creates_no_more_than_the_cap_and_names_those_left_waiting() {
+        let policy = IndexPolicy { max_indexes: 2, ..POLICY };
+        let facts = SearchIndexFacts {
+            tenants: vec![rows(1, 500), rows(2, 500), rows(3, 500), rows(4, 500)],
+            indexes: vec![index(1, true)],
+        };
+        let planned = plan(&facts, policy);
+        assert_eq!(planned.changes, vec![IndexChange::Create(tenant(2))]);
+        assert_eq!(planned.over_cap, vec![tenant(3), tenant(4)]);
     }
 
     #[test]

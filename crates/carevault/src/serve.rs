@@ -93,7 +93,8 @@ async fn serve(mut config: ServeConfig, signals: Signals, cluster_slot: &mut Opt
     };
     let result = serve_with_pools(&config, signals, &app_pool, &platform_pool, embedded_data_dir).await;
     if let Some(task) = maintenance {
-        // A build cut short leaves an invalid index; the next pass rebuilds it.
+        // Ends the task. A build in progress goes on in its server session until done (or until
+        // the embedded cluster stops, which leaves an invalid index for the next pass).
         task.abort();
     }
     app_pool.close().await;

@@ -51,28 +51,46 @@ pub fn evaluate_search_indexes(facts: &SearchFacts, policy: IndexPolicy) -> Chec
             format!("DROP INDEX CONCURRENTLY public.{SHARED_INDEX};   then: {RECONCILE}"),
         );
     }
-    let changes = plan(&facts.indexes, policy);
-    if changes.is_empty() {
-        let indexed = facts.indexes.indexes.len();
-        return Check::pass(
+    let planned = plan(&facts.indexes, policy);
+    if !planned.changes.is_empty() {
+        let changes = &planned.changes;
+        let shown: Vec<String> = changes.iter().take(5).map(ToString::to_string).collect();
+        let more = if changes.len() > shown.len() {
+            format!(" and {} more", changes.len() - shown.len())
+        } else {
+            String::new()
+        };
+        return Check::warn(
             NAME,
             format!(
-                "{indexed} tenant(s) have their own search index (from {} searchable rows); the others are searched \
-                 exactly",
-                policy.create_at
+                "the per-tenant search indexes differ from the policy (a tenant without its index is searched exactly \
+                 meanwhile, more slowly): {}{more}",
+                shown.join("; ")
             ),
+            RECONCILE,
         );
     }
-    let shown: Vec<String> = changes.iter().take(5).map(ToString::to_string).collect();
-    let more =
-        if changes.len() > shown.len() { format!(" and {} more", changes.len() - shown.len()) } else { String::new() };
-    Check::warn(
+    if !planned.over_cap.is_empty() {
+        return Check::warn(
+            NAME,
+            format!(
+                "{} tenant(s) with at least {} searchable rows get no index of their own: the cap of {} per-tenant \
+                 indexes is reached (each one adds a lock and planning work to every query on documents), so they \
+                 are searched exactly, more slowly",
+                planned.over_cap.len(),
+                policy.create_at,
+                policy.max_indexes
+            ),
+            "raise max_locks_per_transaction with the cap (IndexPolicy::max_indexes in carevault_db::search_index), \
+             or move the largest tenants to a deployment of their own",
+        );
+    }
+    let indexed = facts.indexes.indexes.len();
+    Check::pass(
         NAME,
         format!(
-            "the per-tenant search indexes differ from the policy (a tenant without its index is searched exactly \
-             meanwhile, more slowly): {}{more}",
-            shown.join("; ")
+            "{indexed} tenant(s) have their own search index (from {} searchable rows); the others are searched exactly",
+            policy.create_at
         ),
-        RECONCILE,
     )
 }

@@ -138,7 +138,8 @@ const EXACT_SCAN: &str = "WITH candidates AS MATERIALIZED ( \
 /// transaction-local, like every setting of a TenantTx). The plan settings apply only when the
 /// index will answer: the exact scan and the audit insert keep their cached plans.
 const PREPARE: &str = "WITH tier AS (SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index \
-            WHERE indexrelid = to_regclass($1) AND indisvalid AND indisready) AS indexed) \
+            WHERE indexrelid = to_regclass($1) AND indrelid = to_regclass('public.documents') \
+              AND indisvalid AND indisready) AS indexed) \
      SELECT indexed, \
         set_config('plan_cache_mode', \
             CASE WHEN indexed THEN 'force_custom_plan' ELSE current_setting('plan_cache_mode') END, true), \

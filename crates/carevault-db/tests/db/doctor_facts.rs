@@ -300,6 +300,12 @@ fn search_indexes() {
         assert!(missing.message.contains(&large.to_string()), "names the tenant: {missing:?}");
         assert!(missing.fix.unwrap().contains("carevault search reconcile"));
     }
+    // At the cap, a large tenant without an index is a warning about the cap, not a fix to run.
+    let capped = IndexPolicy { max_indexes: 1, create_at: 3, ..policy };
+    let over = doctor::evaluate_search_indexes(&facts(false, indexed(true)), capped);
+    assert_eq!(over.status, Status::Warn, "{over:?}");
+    assert!(over.message.contains("cap of 1"), "{over:?}");
+    assert!(over.fix.unwrap().contains("max_locks_per_transaction"));
 }
 
 fn manifest() -> Manifest {

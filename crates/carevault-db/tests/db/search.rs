@@ -1,8 +1,9 @@
 //! Similarity search on 2,050 embedded rows where one tenant holds 50, in each tier of the
 //! design (`carevault_db::search_index`): exactly min(limit, eligible rows), threshold honoured,
-//! deleted rows skipped, ordered by distance, equal to an exact scan computed independently in
-//! Rust; a large tenant searched exactly until its own index is built, then through that index
-//! on every execution of the prepared statement (the plan is checked by the index's scan counter).
+//! deleted rows skipped, ordered by distance; the exact tier equal to an exact scan computed
+//! independently in Rust; a large tenant searched exactly until its own index is built, then
+//! through that index (recall@10 at least 0.9 per query here) on every execution of the prepared
+//! statement (the plan is checked by the index's scan counter).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -80,7 +81,10 @@ impl Fixture {
         let outcome = search_index::reconcile(&self.owner, &self.pool, &self.platform, policy).await.unwrap();
         eprintln!("reconcile: {:?}", started.elapsed());
         match outcome {
-            ReconcileOutcome::Done(changes) => changes,
+            ReconcileOutcome::Done { applied, failed } => {
+                assert_eq!(failed, [], "no change fails here");
+                applied
+            }
             ReconcileOutcome::Busy => panic!("no other reconciler runs in this test"),
         }
     }
@@ -157,7 +161,7 @@ fn assert_exact(hits: &[SearchHit], expected: &[(DocumentId, f64)], limit: usize
 }
 
 #[tokio::test]
-async fn similarity_search_is_exact_complete_and_tenant_scoped_in_every_tier() {
+async fn similarity_search_is_complete_ordered_and_tenant_scoped_in_every_tier() {
     let f = fixture(TOTAL_ROWS).await;
     let small_rows = exact(&f, f.small, &f.centers[0]).await;
     let small_ids: BTreeSet<DocumentId> = small_rows.iter().map(|r| r.0).collect();
@@ -253,7 +257,7 @@ async fn similarity_search_is_exact_complete_and_tenant_scoped_in_every_tier() {
 async fn the_reconciler_follows_each_tenant_as_it_grows_shrinks_and_goes() {
     let f = fixture(300).await;
     // Thresholds scaled to the fixture: the big tenant has 250 rows, the small one 50.
-    let policy = IndexPolicy { create_at: 40, drop_below: 30 };
+    let policy = IndexPolicy { create_at: 40, drop_below: 30, ..IndexPolicy::DEFAULT };
     let mut changes = f.reconcile(policy).await;
     changes.sort_by_key(|c| format!("{c:?}"));
     let mut both = vec![IndexChange::Create(f.small), IndexChange::Create(f.big)];
@@ -312,7 +316,7 @@ async fn the_reconciler_follows_each_tenant_as_it_grows_shrinks_and_goes() {
 #[tokio::test]
 async fn a_second_reconciler_waits_its_turn() {
     let f = fixture(300).await;
-    let policy = IndexPolicy { create_at: 100, drop_below: 50 };
+    let policy = IndexPolicy { create_at: 100, drop_below: 50, ..IndexPolicy::DEFAULT };
     let mut holder = f.owner.acquire().await.unwrap();
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(search_index::RECONCILE_LOCK)
