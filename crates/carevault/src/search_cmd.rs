@@ -41,17 +41,14 @@ pub async fn reconcile(database_url: Option<String>) -> anyhow::Result<()> {
                     tracing::info!("another reconciler is running; waiting for it");
                     tokio::time::sleep(BUSY_RETRY).await;
                 }
-                Ok(done @ ReconcileOutcome::Done { .. }) => break Ok(done),
+                Ok(ReconcileOutcome::Done { applied, failed }) => break Ok((applied, failed)),
                 Err(e) => break Err(e.into()),
             }
         };
         app.close().await;
         platform.close().await;
         owner.close().await;
-        let ReconcileOutcome::Done { applied, failed } = outcome.context("reconciling the search indexes failed")?
-        else {
-            bail!("the reconciler reported busy after waiting for the lock");
-        };
+        let (applied, failed) = outcome.context("reconciling the search indexes failed")?;
         if applied.is_empty() && failed.is_empty() {
             println!("search indexes: nothing to do");
         }

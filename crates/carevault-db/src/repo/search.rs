@@ -1,6 +1,7 @@
 //! Tenant-scoped vector similarity search (docs/ARCHITECTURE.md, "Vector search").
 //!
-//! A search only ever touches the tenant's own rows, and is exact or as good as exact:
+//! A search only ever touches the tenant's own rows: exactly below 1,000 searchable rows, and
+//! approximately above, with the recall measured in docs/PERFORMANCE.md ("Search"):
 //!
 //! 1. a tenant with its own HNSW index (`crate::search_index`: tenants from 1,000 searchable
 //!    rows) is searched through it: the index holds that tenant's rows and nothing else, so no
@@ -11,11 +12,11 @@
 //! The plan is forced, not hoped for. sqlx prepares every statement, and PostgreSQL plans a
 //! prepared statement generically after five executions; a generic plan cannot prove that
 //! `tenant_id = $1` matches a partial index's `tenant_id = '…'`, so it would silently fall back to
-//! sorting every row of the tenant. The search transaction therefore sets
-//! `plan_cache_mode = force_custom_plan`, and `enable_sort = off` so that the planner prefers the
-//! ordered index scan to an estimate-driven top-N sort (the exact scan sorts a materialized CTE
-//! and has no other plan, so the setting does not change it). The suite checks the plan
-//! through the index's scan counter (`tests/db/search.rs`).
+//! sorting every row of the tenant. When the index will answer, the search transaction therefore
+//! sets `plan_cache_mode = force_custom_plan`, and `enable_sort = off` so that the planner prefers
+//! the ordered index scan to an estimate-driven top-N sort (the exact fallback sorts a
+//! materialized CTE and has no other plan, so the setting does not change it). The suite checks
+//! the plan through the index's scan counter (`tests/db/search.rs`).
 //!
 //! The threshold is applied to the exact scan in SQL, and to the index scan's ordered result
 //! afterwards (a `WHERE distance <= …` would make the iterative scan walk until
@@ -182,9 +183,9 @@ impl Documents<'_> {
         Ok(hits)
     }
 
-    /// The search itself, without the audit row. Which structure answered is not recorded: its
-    /// name would tell a tenant's admin that another structure exists for bigger tenants, nothing
-    /// useful, and the audit log stays the same whatever the tier.
+    /// The search itself, without the audit row. Which structure answered is not recorded: the
+    /// audit log would otherwise tell its readers the tenant's size class and when its index was
+    /// built, and the issue that introduced the tiers asks for no such field.
     async fn search(
         &mut self,
         embedding: &Embedding,
