@@ -165,6 +165,17 @@ mod tests {
     }
 
     #[test]
+    fn search_index_maintenance_runs_every_30_seconds_unless_0_turns_it_off() {
+        assert_eq!(serve(&[], None).expect("valid").search_index_interval, Some(DEFAULT_SEARCH_INDEX_INTERVAL));
+        let every_minute = serve(&[("SEARCH_INDEX_INTERVAL_SECONDS", "60")], None).expect("valid");
+        assert_eq!(every_minute.search_index_interval, Some(Duration::from_secs(60)));
+        let off = serve(&[("SEARCH_INDEX_INTERVAL_SECONDS", "0")], None).expect("valid");
+        assert_eq!(off.search_index_interval, None);
+        let refused = serve(&[("SEARCH_INDEX_INTERVAL_SECONDS", "86401")], None).expect_err("above a day");
+        assert!(mentions(&refused.0, &["SEARCH_INDEX_INTERVAL_SECONDS", "0 to 86400"]), "{:?}", refused.0);
+    }
+
+    #[test]
     fn a_complete_production_setup_is_accepted() {
         let config = serve(PRODUCTION_OK, None).expect("valid");
         assert_eq!(config.environment, Environment::Production);
