@@ -257,11 +257,16 @@ async fn reconcile_on(
     // The session's own settings: memory for one build; no parallel build (a parallel HNSW build
     // keeps its graph in shared memory, which a container's small /dev/shm refuses, and the
     // server's cores are the requests'); the operator class found in pgvector's schema whatever
-    // the owner's search_path.
+    // the owner's search_path; and a bound on lock waits. CREATE INDEX CONCURRENTLY waits for
+    // every older transaction (a lock wait, so lock_timeout applies) while it holds SHARE UPDATE
+    // EXCLUSIVE on documents, which holds back autovacuum there and queues a migration behind it:
+    // a session that never ends its transaction fails the build after 15 minutes instead (the
+    // invalid index it leaves is rebuilt by a later pass).
     for setting in [
         format!("SET maintenance_work_mem = '{BUILD_MEMORY}'"),
         "SET max_parallel_maintenance_workers = 0".to_owned(),
         "SET search_path = pg_catalog, public".to_owned(),
+        "SET lock_timeout = '15min'".to_owned(),
     ] {
         sqlx::query(AssertSqlSafe(setting)).execute(&mut *conn).await?;
     }
