@@ -140,3 +140,28 @@ fn the_platform_paths_are_documented_only_when_served() {
     }
     assert!(carevault_api::openapi::openapi_json(true).contains("CreateTenantRequest"));
 }
+
+/// Every operation has an id of its own, a camelCase verb and noun (`listDocuments`,
+/// `createUser`): client generators name their methods after it, and a repeated id makes them
+/// drop or rename operations. The ids are part of the API: renaming one breaks generated clients.
+#[test]
+fn every_operation_has_a_unique_stable_camel_case_id() {
+    let document: Value = serde_json::from_str(&carevault_api::openapi::openapi_json(true)).unwrap();
+    let camel_case = Regex::new("^[a-z]+(?:[A-Z][a-z]+)+$").unwrap();
+    let mut ids = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(camel_case.is_match(id), "{method} {path}: {id}");
+            ids.push(id.to_owned());
+        }
+    }
+    let count = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "operation ids repeat: {ids:?}");
+    assert_eq!(count, 23);
+    for expected in ["listDocuments", "createUser", "searchDocuments", "updateDocument", "listAuditLogs"] {
+        assert!(ids.iter().any(|id| id == expected), "{expected}");
+    }
+}

@@ -239,7 +239,7 @@ impl From<SearchHit> for SearchResult {
 }
 
 /// Creates a document (member, admin; audited `document.created`).
-#[utoipa::path(post, path = "/api/v1/documents", tag = "documents", security(("bearer" = [])), request_body = CreateDocumentRequest,
+#[utoipa::path(post, path = "/api/v1/documents", operation_id = "createDocument", tag = "documents", security(("bearer" = [])), request_body = CreateDocumentRequest,
     responses((status = 201, body = DocumentResponse), (status = 422, body = crate::error::ErrorEnvelope)))]
 pub async fn create(
     authed: Authed<Member>,
@@ -253,7 +253,7 @@ pub async fn create(
 }
 
 /// Lists documents, newest first (audited `document.listed`).
-#[utoipa::path(get, path = "/api/v1/documents", tag = "documents", security(("bearer" = [])), params(DocumentListQuery),
+#[utoipa::path(get, path = "/api/v1/documents", operation_id = "listDocuments", tag = "documents", security(("bearer" = [])), params(DocumentListQuery),
     responses((status = 200, body = ListResponse<DocumentResponse>)))]
 pub async fn list(
     authed: Authed<Viewer>,
@@ -272,7 +272,7 @@ pub async fn list(
 }
 
 /// A document (audited `document.read`); `?include=embedding` adds its embedding.
-#[utoipa::path(get, path = "/api/v1/documents/{id}", tag = "documents", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/documents/{id}", operation_id = "getDocument", tag = "documents", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path), GetDocumentQuery),
     responses((status = 200, body = DocumentResponse, headers(("ETag" = String, description = "The version, for If-Match"))),
         (status = 404, body = crate::error::ErrorEnvelope)))]
@@ -299,7 +299,7 @@ type Versioned = [(axum::http::HeaderName, axum::http::HeaderValue); 1];
 
 /// Changes a document (member, admin; audited `document.updated` with the names of the fields
 /// set). `metadata` is a JSON Merge Patch. With `If-Match`, only the version it names changes.
-#[utoipa::path(patch, path = "/api/v1/documents/{id}", tag = "documents", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/v1/documents/{id}", operation_id = "updateDocument", tag = "documents", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of GET: change only that version")),
     request_body = UpdateDocumentRequest, responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope),
         (status = 412, description = "If-Match names another version", body = crate::error::ErrorEnvelope)))]
@@ -345,7 +345,7 @@ pub async fn update(
 
 /// Soft-deletes a document (member, admin; audited `document.deleted`). With `If-Match`, only
 /// the version it names.
-#[utoipa::path(delete, path = "/api/v1/documents/{id}", tag = "documents", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/documents/{id}", operation_id = "deleteDocument", tag = "documents", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of GET: delete only that version")),
     responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope),
         (status = 412, description = "If-Match names another version", body = crate::error::ErrorEnvelope)))]
@@ -366,7 +366,7 @@ pub async fn delete(
 }
 
 /// Restores a soft-deleted document (member, admin; audited `document.restored`).
-#[utoipa::path(post, path = "/api/v1/documents/{id}/restore", tag = "documents", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+#[utoipa::path(post, path = "/api/v1/documents/{id}/restore", operation_id = "restoreDocument", tag = "documents", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope)))]
 pub async fn restore(authed: Authed<Member>, Path(id): Path<String>) -> Result<Json<DocumentResponse>, ApiError> {
     let id: DocumentId = parse_id(&id)?;
@@ -377,7 +377,7 @@ pub async fn restore(authed: Authed<Member>, Path(id): Path<String>) -> Result<J
 }
 
 /// The caller's tenant's nearest documents (audited `document.searched`).
-#[utoipa::path(post, path = "/api/v1/documents/search", tag = "documents", security(("bearer" = [])), request_body = SearchRequest,
+#[utoipa::path(post, path = "/api/v1/documents/search", operation_id = "searchDocuments", tag = "documents", security(("bearer" = [])), request_body = SearchRequest,
     responses((status = 200, body = SearchResponse), (status = 422, body = crate::error::ErrorEnvelope)))]
 pub async fn search(
     authed: Authed<Viewer>,

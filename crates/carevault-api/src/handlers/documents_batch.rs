@@ -30,7 +30,7 @@ pub struct BatchCreateResponse {
 /// written; the first invalid one is answered 422 naming its index (`documents[17].embedding: ...`).
 /// This route alone takes bodies up to `BATCH_MAX_BODY_BYTES` and runs up to
 /// `BATCH_REQUEST_TIMEOUT_SECONDS`.
-#[utoipa::path(post, path = "/api/v1/documents/batch", tag = "documents", security(("bearer" = [])), request_body = BatchCreateRequest,
+#[utoipa::path(post, path = "/api/v1/documents/batch", operation_id = "createDocumentsBatch", tag = "documents", security(("bearer" = [])), request_body = BatchCreateRequest,
     responses((status = 201, body = BatchCreateResponse),
         (status = 413, description = "body larger than BATCH_MAX_BODY_BYTES", body = crate::error::ErrorEnvelope),
         (status = 422, description = "not 1 to 1,000 documents, or an invalid document (named by its index)", body = crate::error::ErrorEnvelope)))]

@@ -17,7 +17,7 @@ pub struct Live {
 }
 
 /// Liveness: the process answers. No I/O.
-#[utoipa::path(get, path = "/api/v1/health/live", tag = "health", responses((status = 200, body = Live)))]
+#[utoipa::path(get, path = "/api/v1/health/live", operation_id = "getLiveness", tag = "health", responses((status = 200, body = Live)))]
 pub async fn live() -> Json<Live> {
     Json(Live { status: "ok" })
 }
@@ -52,7 +52,7 @@ pub struct Ready {
 /// Readiness: both pools answer, migrations are at this binary's head, pgvector is installed,
 /// and the identity provider's keys were fetched (when one is configured). 503 names the failing
 /// check.
-#[utoipa::path(get, path = "/api/v1/health/ready", tag = "health",
+#[utoipa::path(get, path = "/api/v1/health/ready", operation_id = "getReadiness", tag = "health",
     responses((status = 200, body = Ready), (status = 503, body = Ready)))]
 pub async fn ready(
     State(state): State<AppState>,

@@ -54,7 +54,7 @@ pub struct ValidateResponse {
 
 /// Who am I: user, tenant, role and token expiry. Writes no audit row (it reads only the
 /// caller's own records, like the authentication itself).
-#[utoipa::path(get, path = "/api/v1/auth/validate", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/auth/validate", operation_id = "validateToken", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = ValidateResponse), (status = 401, body = crate::error::ErrorEnvelope)))]
 pub async fn validate(authed: Authed<Viewer>) -> Json<ValidateResponse> {
     // No transaction: the authentication read these records, and committed (and audited) a
@@ -69,7 +69,7 @@ pub async fn validate(authed: Authed<Viewer>) -> Json<ValidateResponse> {
 }
 
 /// The caller's tenant (audited `tenant.read`).
-#[utoipa::path(get, path = "/api/v1/tenants/current", tag = "tenants", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/tenants/current", operation_id = "getCurrentTenant", tag = "tenants", security(("bearer" = [])),
     responses((status = 200, body = TenantResponse), (status = 401, body = crate::error::ErrorEnvelope)))]
 pub async fn current_tenant(authed: Authed<Viewer>) -> Result<Json<TenantResponse>, ApiError> {
     let mut tx = authed.begin().await?;

@@ -109,7 +109,7 @@ pub struct UserListQuery {
 }
 
 /// Creates a user (admin; audited `user.created`).
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = CreateUserRequest,
+#[utoipa::path(post, path = "/api/v1/users", operation_id = "createUser", tag = "users", security(("bearer" = [])), request_body = CreateUserRequest,
     responses((status = 201, body = UserResponse), (status = 409, body = crate::error::ErrorEnvelope), (status = 422, body = crate::error::ErrorEnvelope)))]
 pub async fn create(
     authed: Authed<Admin>,
@@ -128,7 +128,7 @@ pub async fn create(
 }
 
 /// Lists users, newest first (audited `user.listed`).
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(UserListQuery),
+#[utoipa::path(get, path = "/api/v1/users", operation_id = "listUsers", tag = "users", security(("bearer" = [])), params(UserListQuery),
     responses((status = 200, body = ListResponse<UserResponse>)))]
 pub async fn list(
     authed: Authed<Viewer>,
@@ -143,7 +143,7 @@ pub async fn list(
 }
 
 /// A user (audited `user.read`).
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+#[utoipa::path(get, path = "/api/v1/users/{id}", operation_id = "getUser", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
 pub async fn get(authed: Authed<Viewer>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
     let id: UserId = parse_id(&id)?;
@@ -154,7 +154,7 @@ pub async fn get(authed: Authed<Viewer>, Path(id): Path<String>) -> Result<Json<
 }
 
 /// Changes a user (admin; audited `user.updated` with the names of the fields set).
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+#[utoipa::path(patch, path = "/api/v1/users/{id}", operation_id = "updateUser", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
     request_body = UpdateUserRequest, responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope),
         (status = 409, description = "the email or identity subject is taken, or the change would remove the caller's own admin access", body = crate::error::ErrorEnvelope)))]
 pub async fn update(
@@ -189,7 +189,7 @@ pub async fn update(
 }
 
 /// Soft-deletes a user (admin; audited `user.deleted`).
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+#[utoipa::path(delete, path = "/api/v1/users/{id}", operation_id = "deleteUser", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope),
         (status = 409, description = "the caller cannot delete themselves", body = crate::error::ErrorEnvelope)))]
 pub async fn delete(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
@@ -204,7 +204,7 @@ pub async fn delete(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Jso
 }
 
 /// Restores a soft-deleted user (admin; audited `user.restored`).
-#[utoipa::path(post, path = "/api/v1/users/{id}/restore", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+#[utoipa::path(post, path = "/api/v1/users/{id}/restore", operation_id = "restoreUser", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope)))]
 pub async fn restore(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
     let id: UserId = parse_id(&id)?;
