@@ -165,3 +165,21 @@ fn every_operation_has_a_unique_stable_camel_case_id() {
         assert!(ids.iter().any(|id| id == expected), "{expected}");
     }
 }
+
+/// Every response says what it means: OpenAPI requires a `description` on each response object,
+/// and validators and generators refuse a document without one.
+#[test]
+fn every_response_has_a_description() {
+    let document: Value = serde_json::from_str(&carevault_api::openapi::openapi_json(true)).unwrap();
+    let mut responses = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let description = response["description"].as_str().unwrap_or_default();
+                assert!(!description.trim().is_empty(), "{method} {path} {status} has no description");
+                responses += 1;
+            }
+        }
+    }
+    assert!(responses >= 44, "{responses}");
+}

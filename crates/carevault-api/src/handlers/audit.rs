@@ -93,7 +93,7 @@ fn timestamp(field: &'static str, value: Option<&str>) -> Result<Option<DateTime
 
 /// The tenant's audit log, newest first (admin; itself audited `audit.read`).
 #[utoipa::path(get, path = "/api/v1/audit-logs", operation_id = "listAuditLogs", tag = "audit", security(("bearer" = [])), params(AuditQuery),
-    responses((status = 200, body = ListResponse<AuditEntryResponse>), (status = 403, body = crate::error::ErrorEnvelope)))]
+    responses((status = 200, description = "A page of the tenant's audit rows, newest first", body = ListResponse<AuditEntryResponse>), (status = 403, description = "The caller's role may not do this", body = crate::error::ErrorEnvelope)))]
 pub async fn list(
     authed: Authed<Admin>,
     ApiQuery(query): ApiQuery<AuditQuery>,

@@ -240,7 +240,7 @@ impl From<SearchHit> for SearchResult {
 
 /// Creates a document (member, admin; audited `document.created`).
 #[utoipa::path(post, path = "/api/v1/documents", operation_id = "createDocument", tag = "documents", security(("bearer" = [])), request_body = CreateDocumentRequest,
-    responses((status = 201, body = DocumentResponse), (status = 422, body = crate::error::ErrorEnvelope)))]
+    responses((status = 201, description = "The document, created", body = DocumentResponse), (status = 422, description = "Invalid input; the error envelope names the field", body = crate::error::ErrorEnvelope)))]
 pub async fn create(
     authed: Authed<Member>,
     ApiJson(body): ApiJson<CreateDocumentRequest>,
@@ -254,7 +254,7 @@ pub async fn create(
 
 /// Lists documents, newest first (audited `document.listed`).
 #[utoipa::path(get, path = "/api/v1/documents", operation_id = "listDocuments", tag = "documents", security(("bearer" = [])), params(DocumentListQuery),
-    responses((status = 200, body = ListResponse<DocumentResponse>)))]
+    responses((status = 200, description = "A page of the tenant's documents", body = ListResponse<DocumentResponse>)))]
 pub async fn list(
     authed: Authed<Viewer>,
     ApiQuery(query): ApiQuery<DocumentListQuery>,
@@ -274,8 +274,8 @@ pub async fn list(
 /// A document (audited `document.read`); `?include=embedding` adds its embedding.
 #[utoipa::path(get, path = "/api/v1/documents/{id}", operation_id = "getDocument", tag = "documents", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path), GetDocumentQuery),
-    responses((status = 200, body = DocumentResponse, headers(("ETag" = String, description = "The version, for If-Match"))),
-        (status = 404, body = crate::error::ErrorEnvelope)))]
+    responses((status = 200, description = "The document", body = DocumentResponse, headers(("ETag" = String, description = "The version, for If-Match"))),
+        (status = 404, description = "No such document in the caller's tenant", body = crate::error::ErrorEnvelope)))]
 pub async fn get(
     authed: Authed<Viewer>,
     Path(id): Path<String>,
@@ -301,7 +301,7 @@ type Versioned = [(axum::http::HeaderName, axum::http::HeaderValue); 1];
 /// set). `metadata` is a JSON Merge Patch. With `If-Match`, only the version it names changes.
 #[utoipa::path(patch, path = "/api/v1/documents/{id}", operation_id = "updateDocument", tag = "documents", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of GET: change only that version")),
-    request_body = UpdateDocumentRequest, responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope),
+    request_body = UpdateDocumentRequest, responses((status = 200, description = "The document, updated", body = DocumentResponse), (status = 404, description = "No such document in the caller's tenant", body = crate::error::ErrorEnvelope),
         (status = 412, description = "If-Match names another version", body = crate::error::ErrorEnvelope)))]
 pub async fn update(
     authed: Authed<Member>,
@@ -347,7 +347,7 @@ pub async fn update(
 /// the version it names.
 #[utoipa::path(delete, path = "/api/v1/documents/{id}", operation_id = "deleteDocument", tag = "documents", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of GET: delete only that version")),
-    responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope),
+    responses((status = 200, description = "The document, soft-deleted", body = DocumentResponse), (status = 404, description = "No such document in the caller's tenant", body = crate::error::ErrorEnvelope),
         (status = 412, description = "If-Match names another version", body = crate::error::ErrorEnvelope)))]
 pub async fn delete(
     authed: Authed<Member>,
@@ -367,7 +367,7 @@ pub async fn delete(
 
 /// Restores a soft-deleted document (member, admin; audited `document.restored`).
 #[utoipa::path(post, path = "/api/v1/documents/{id}/restore", operation_id = "restoreDocument", tag = "documents", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = DocumentResponse), (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope)))]
+    responses((status = 200, description = "The document, restored", body = DocumentResponse), (status = 404, description = "No such document in the caller's tenant", body = crate::error::ErrorEnvelope), (status = 409, description = "The document is not deleted", body = crate::error::ErrorEnvelope)))]
 pub async fn restore(authed: Authed<Member>, Path(id): Path<String>) -> Result<Json<DocumentResponse>, ApiError> {
     let id: DocumentId = parse_id(&id)?;
     let mut tx = authed.begin().await?;
@@ -378,7 +378,7 @@ pub async fn restore(authed: Authed<Member>, Path(id): Path<String>) -> Result<J
 
 /// The caller's tenant's nearest documents (audited `document.searched`).
 #[utoipa::path(post, path = "/api/v1/documents/search", operation_id = "searchDocuments", tag = "documents", security(("bearer" = [])), request_body = SearchRequest,
-    responses((status = 200, body = SearchResponse), (status = 422, body = crate::error::ErrorEnvelope)))]
+    responses((status = 200, description = "The tenant's nearest documents, nearest first", body = SearchResponse), (status = 422, description = "Invalid input; the error envelope names the field", body = crate::error::ErrorEnvelope)))]
 pub async fn search(
     authed: Authed<Viewer>,
     ApiJson(body): ApiJson<SearchRequest>,

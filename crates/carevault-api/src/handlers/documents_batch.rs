@@ -31,7 +31,7 @@ pub struct BatchCreateResponse {
 /// This route alone takes bodies up to `BATCH_MAX_BODY_BYTES` and runs up to
 /// `BATCH_REQUEST_TIMEOUT_SECONDS`.
 #[utoipa::path(post, path = "/api/v1/documents/batch", operation_id = "createDocumentsBatch", tag = "documents", security(("bearer" = [])), request_body = BatchCreateRequest,
-    responses((status = 201, body = BatchCreateResponse),
+    responses((status = 201, description = "The documents, all created in one transaction", body = BatchCreateResponse),
         (status = 413, description = "body larger than BATCH_MAX_BODY_BYTES", body = crate::error::ErrorEnvelope),
         (status = 422, description = "not 1 to 1,000 documents, or an invalid document (named by its index)", body = crate::error::ErrorEnvelope)))]
 pub async fn batch(

@@ -17,7 +17,7 @@ pub struct Live {
 }
 
 /// Liveness: the process answers. No I/O.
-#[utoipa::path(get, path = "/api/v1/health/live", operation_id = "getLiveness", tag = "health", responses((status = 200, body = Live)))]
+#[utoipa::path(get, path = "/api/v1/health/live", operation_id = "getLiveness", tag = "health", responses((status = 200, description = "The process is up", body = Live)))]
 pub async fn live() -> Json<Live> {
     Json(Live { status: "ok" })
 }
@@ -53,7 +53,7 @@ pub struct Ready {
 /// and the identity provider's keys were fetched (when one is configured). 503 names the failing
 /// check.
 #[utoipa::path(get, path = "/api/v1/health/ready", operation_id = "getReadiness", tag = "health",
-    responses((status = 200, body = Ready), (status = 503, body = Ready)))]
+    responses((status = 200, description = "Every check passed", body = Ready), (status = 503, description = "A check failed; `checks` names it", body = Ready)))]
 pub async fn ready(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,

@@ -55,7 +55,7 @@ pub struct ValidateResponse {
 /// Who am I: user, tenant, role and token expiry. Writes no audit row (it reads only the
 /// caller's own records, like the authentication itself).
 #[utoipa::path(get, path = "/api/v1/auth/validate", operation_id = "validateToken", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = ValidateResponse), (status = 401, body = crate::error::ErrorEnvelope)))]
+    responses((status = 200, description = "The token is valid; who and which tenant it names", body = ValidateResponse), (status = 401, description = "The bearer token is missing, invalid or expired", body = crate::error::ErrorEnvelope)))]
 pub async fn validate(authed: Authed<Viewer>) -> Json<ValidateResponse> {
     // No transaction: the authentication read these records, and committed (and audited) a
     // just-in-time provisioning itself.
@@ -70,7 +70,7 @@ pub async fn validate(authed: Authed<Viewer>) -> Json<ValidateResponse> {
 
 /// The caller's tenant (audited `tenant.read`).
 #[utoipa::path(get, path = "/api/v1/tenants/current", operation_id = "getCurrentTenant", tag = "tenants", security(("bearer" = [])),
-    responses((status = 200, body = TenantResponse), (status = 401, body = crate::error::ErrorEnvelope)))]
+    responses((status = 200, description = "The caller's tenant", body = TenantResponse), (status = 401, description = "The bearer token is missing, invalid or expired", body = crate::error::ErrorEnvelope)))]
 pub async fn current_tenant(authed: Authed<Viewer>) -> Result<Json<TenantResponse>, ApiError> {
     let mut tx = authed.begin().await?;
     let tenant = tx.tenant().read().await?;

@@ -40,7 +40,7 @@ pub struct TenantListQuery {
 
 /// Creates a tenant (audited `tenant.created` in its own log).
 #[utoipa::path(post, path = "/api/v1/platform/tenants", operation_id = "createTenant", tag = "platform", security(("platform" = [])), request_body = CreateTenantRequest,
-    responses((status = 201, body = TenantResponse), (status = 401, body = crate::error::ErrorEnvelope)))]
+    responses((status = 201, description = "The tenant, created", body = TenantResponse), (status = 401, description = "The platform token is missing or wrong", body = crate::error::ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
     auth: PlatformAuth,
@@ -56,7 +56,7 @@ pub async fn create(
 
 /// Lists tenants, newest first.
 #[utoipa::path(get, path = "/api/v1/platform/tenants", operation_id = "listTenants", tag = "platform", security(("platform" = [])), params(TenantListQuery),
-    responses((status = 200, body = ListResponse<TenantResponse>)))]
+    responses((status = 200, description = "A page of tenants", body = ListResponse<TenantResponse>)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: PlatformAuth,
@@ -72,7 +72,7 @@ pub async fn list(
 
 /// Suspends a tenant (audited `tenant.suspended`).
 #[utoipa::path(post, path = "/api/v1/platform/tenants/{id}/suspend", operation_id = "suspendTenant", tag = "platform", security(("platform" = [])), params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = TenantResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+    responses((status = 200, description = "The tenant, suspended", body = TenantResponse), (status = 404, description = "No such tenant", body = crate::error::ErrorEnvelope)))]
 pub async fn suspend(
     State(state): State<AppState>,
     auth: PlatformAuth,
@@ -83,7 +83,7 @@ pub async fn suspend(
 
 /// Activates a tenant (audited `tenant.activated`).
 #[utoipa::path(post, path = "/api/v1/platform/tenants/{id}/activate", operation_id = "activateTenant", tag = "platform", security(("platform" = [])), params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = TenantResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+    responses((status = 200, description = "The tenant, active", body = TenantResponse), (status = 404, description = "No such tenant", body = crate::error::ErrorEnvelope)))]
 pub async fn activate(
     State(state): State<AppState>,
     auth: PlatformAuth,

@@ -110,7 +110,7 @@ pub struct UserListQuery {
 
 /// Creates a user (admin; audited `user.created`).
 #[utoipa::path(post, path = "/api/v1/users", operation_id = "createUser", tag = "users", security(("bearer" = [])), request_body = CreateUserRequest,
-    responses((status = 201, body = UserResponse), (status = 409, body = crate::error::ErrorEnvelope), (status = 422, body = crate::error::ErrorEnvelope)))]
+    responses((status = 201, description = "The user, created", body = UserResponse), (status = 409, description = "An active user of the tenant has this email or identity subject", body = crate::error::ErrorEnvelope), (status = 422, description = "Invalid input; the error envelope names the field", body = crate::error::ErrorEnvelope)))]
 pub async fn create(
     authed: Authed<Admin>,
     ApiJson(body): ApiJson<CreateUserRequest>,
@@ -129,7 +129,7 @@ pub async fn create(
 
 /// Lists users, newest first (audited `user.listed`).
 #[utoipa::path(get, path = "/api/v1/users", operation_id = "listUsers", tag = "users", security(("bearer" = [])), params(UserListQuery),
-    responses((status = 200, body = ListResponse<UserResponse>)))]
+    responses((status = 200, description = "A page of the tenant's users", body = ListResponse<UserResponse>)))]
 pub async fn list(
     authed: Authed<Viewer>,
     ApiQuery(query): ApiQuery<UserListQuery>,
@@ -144,7 +144,7 @@ pub async fn list(
 
 /// A user (audited `user.read`).
 #[utoipa::path(get, path = "/api/v1/users/{id}", operation_id = "getUser", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope)))]
+    responses((status = 200, description = "The user", body = UserResponse), (status = 404, description = "No such user in the caller's tenant", body = crate::error::ErrorEnvelope)))]
 pub async fn get(authed: Authed<Viewer>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
     let id: UserId = parse_id(&id)?;
     let mut tx = authed.begin().await?;
@@ -155,7 +155,7 @@ pub async fn get(authed: Authed<Viewer>, Path(id): Path<String>) -> Result<Json<
 
 /// Changes a user (admin; audited `user.updated` with the names of the fields set).
 #[utoipa::path(patch, path = "/api/v1/users/{id}", operation_id = "updateUser", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
-    request_body = UpdateUserRequest, responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope),
+    request_body = UpdateUserRequest, responses((status = 200, description = "The user, updated", body = UserResponse), (status = 404, description = "No such user in the caller's tenant", body = crate::error::ErrorEnvelope),
         (status = 409, description = "the email or identity subject is taken, or the change would remove the caller's own admin access", body = crate::error::ErrorEnvelope)))]
 pub async fn update(
     authed: Authed<Admin>,
@@ -190,7 +190,7 @@ pub async fn update(
 
 /// Soft-deletes a user (admin; audited `user.deleted`).
 #[utoipa::path(delete, path = "/api/v1/users/{id}", operation_id = "deleteUser", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope),
+    responses((status = 200, description = "The user, soft-deleted", body = UserResponse), (status = 404, description = "No such user in the caller's tenant", body = crate::error::ErrorEnvelope),
         (status = 409, description = "the caller cannot delete themselves", body = crate::error::ErrorEnvelope)))]
 pub async fn delete(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
     let id: UserId = parse_id(&id)?;
@@ -205,7 +205,7 @@ pub async fn delete(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Jso
 
 /// Restores a soft-deleted user (admin; audited `user.restored`).
 #[utoipa::path(post, path = "/api/v1/users/{id}/restore", operation_id = "restoreUser", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = UserResponse), (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope)))]
+    responses((status = 200, description = "The user, restored", body = UserResponse), (status = 404, description = "No such user in the caller's tenant", body = crate::error::ErrorEnvelope), (status = 409, description = "The user is not deleted, or an active user has its email or identity subject", body = crate::error::ErrorEnvelope)))]
 pub async fn restore(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
     let id: UserId = parse_id(&id)?;
     let mut tx = authed.begin().await?;
