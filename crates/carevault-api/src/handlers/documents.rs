@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::etag::{check_if_match, etag_header, has_if_match};
+use super::etag::{EtagHeader, check_if_match, etag_header, has_if_match};
 use super::{ListResponse, PageQuery, double_option, not_null, optional_integer, parse_deleted, parse_id};
 use crate::extract::{ApiJson, ApiQuery, Authed, Member, Viewer};
 use crate::{ApiError, ErrorCode, schema};
@@ -280,7 +280,7 @@ pub async fn get(
     authed: Authed<Viewer>,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<GetDocumentQuery>,
-) -> Result<(Versioned, Json<DocumentResponse>), ApiError> {
+) -> Result<(EtagHeader, Json<DocumentResponse>), ApiError> {
     let id: DocumentId = parse_id(&id)?;
     let with_embedding = match query.include.as_deref() {
         None => false,
@@ -294,9 +294,6 @@ pub async fn get(
     Ok((etag_header(&document), Json(document.into())))
 }
 
-/// The `ETag` header of a document's answer.
-type Versioned = [(axum::http::HeaderName, axum::http::HeaderValue); 1];
-
 /// Changes a document (member, admin; audited `document.updated` with the names of the fields
 /// set). `metadata` is a JSON Merge Patch. With `If-Match`, only the version it names changes.
 #[utoipa::path(patch, path = "/api/v1/documents/{id}", operation_id = "updateDocument", tag = "documents", security(("bearer" = [])),
@@ -308,7 +305,7 @@ pub async fn update(
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateDocumentRequest>,
-) -> Result<(Versioned, Json<DocumentResponse>), ApiError> {
+) -> Result<(EtagHeader, Json<DocumentResponse>), ApiError> {
     let id: DocumentId = parse_id(&id)?;
     let status = not_null("status", body.status)?.as_deref().map(DocumentStatus::parse).transpose()?;
     let embedding = body.embedding.map(|e| e.map(Embedding::parse).transpose()).transpose()?;
@@ -353,7 +350,7 @@ pub async fn delete(
     authed: Authed<Member>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<(Versioned, Json<DocumentResponse>), ApiError> {
+) -> Result<(EtagHeader, Json<DocumentResponse>), ApiError> {
     let id: DocumentId = parse_id(&id)?;
     let mut tx = authed.begin().await?;
     if has_if_match(&headers) {

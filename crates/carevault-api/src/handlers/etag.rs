@@ -1,31 +1,51 @@
-//! Optimistic concurrency for documents, as FHIR clients know it: `GET` answers an `ETag`, and
-//! `PATCH` and `DELETE` with `If-Match` apply only to that version (412 `RES_412` otherwise).
+//! Optimistic concurrency for documents and users, as FHIR clients know it: `GET` answers an
+//! `ETag`, and `PATCH` and `DELETE` with `If-Match` apply only to that version (412 `RES_412`
+//! otherwise).
 
 use axum::http::{HeaderMap, HeaderValue, header};
-use carevault_db::repo::Document;
+use carevault_db::repo::{Document, User};
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::{ApiError, ErrorCode};
 
-/// The strong entity tag of the document's current version. Every write moves `updated_at` (a
-/// trigger) or `deleted_at`, so the pair names a version; it is hashed so that the tag says
-/// nothing about when the document changed.
-pub(crate) fn etag(document: &Document) -> String {
-    let version = format!(
-        "{}|{}|{}",
-        document.id.as_uuid(),
-        document.updated_at.timestamp_micros(),
-        document.deleted_at.map(|at| at.timestamp_micros()).unwrap_or(0)
-    );
+/// A row with versions: its id, and the two columns every write moves (`updated_at` by a
+/// trigger, `deleted_at` by a soft delete or a restore).
+pub(crate) trait Versioned {
+    /// (id, updated_at, deleted_at).
+    fn version(&self) -> (uuid::Uuid, DateTime<Utc>, Option<DateTime<Utc>>);
+}
+
+impl Versioned for Document {
+    fn version(&self) -> (uuid::Uuid, DateTime<Utc>, Option<DateTime<Utc>>) {
+        (self.id.as_uuid(), self.updated_at, self.deleted_at)
+    }
+}
+
+impl Versioned for User {
+    fn version(&self) -> (uuid::Uuid, DateTime<Utc>, Option<DateTime<Utc>>) {
+        (self.id.as_uuid(), self.updated_at, self.deleted_at)
+    }
+}
+
+/// The `ETag` header of an answer.
+pub(crate) type EtagHeader = [(header::HeaderName, HeaderValue); 1];
+
+/// The strong entity tag of the row's current version, hashed so that the tag says nothing about
+/// when the row changed.
+pub(crate) fn etag(row: &impl Versioned) -> String {
+    let (id, updated_at, deleted_at) = row.version();
+    let version =
+        format!("{}|{}|{}", id, updated_at.timestamp_micros(), deleted_at.map(|at| at.timestamp_micros()).unwrap_or(0));
     let digest = Sha256::digest(version.as_bytes());
     let hex: String = digest[..16].iter().map(|byte| format!("{byte:02x}")).collect();
     format!("\"{hex}\"")
 }
 
-/// The `ETag` header of `document`.
-pub(crate) fn etag_header(document: &Document) -> [(header::HeaderName, HeaderValue); 1] {
+/// The `ETag` header of `row`.
+pub(crate) fn etag_header(row: &impl Versioned) -> EtagHeader {
     // Hex between quotes: always a valid header value.
-    let value = HeaderValue::from_str(&etag(document)).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+    let value = HeaderValue::from_str(&etag(row)).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
     [(header::ETAG, value)]
 }
 
@@ -36,7 +56,7 @@ pub(crate) fn has_if_match(headers: &HeaderMap) -> bool {
 
 /// `If-Match` (RFC 9110, 13.1.1) against `current`: `*` or any listed strong tag equal to the
 /// current one passes; weak tags never match. Absent: passes.
-pub(crate) fn check_if_match(headers: &HeaderMap, current: &Document) -> Result<(), ApiError> {
+pub(crate) fn check_if_match(headers: &HeaderMap, current: &impl Versioned) -> Result<(), ApiError> {
     if !has_if_match(headers) {
         return Ok(());
     }

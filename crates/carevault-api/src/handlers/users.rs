@@ -2,12 +2,13 @@
 
 use axum::Json;
 use axum::extract::Path;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use carevault_db::repo::{NewUser, User, UserUpdate};
 use carevault_db::{Email, UserId, UserRole};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::etag::{EtagHeader, check_if_match, etag_header, has_if_match};
 use super::{ListResponse, PageQuery, double_option, not_null, optional_text, parse_deleted, parse_id};
 use crate::extract::{Admin, ApiJson, ApiQuery, Authed, Viewer};
 use crate::{ApiError, ErrorCode, schema};
@@ -142,26 +143,31 @@ pub async fn list(
     Ok(Json(ListResponse::from_page(page, UserResponse::from)))
 }
 
-/// A user (audited `user.read`).
+/// A user (audited `user.read`), with its `ETag`.
 #[utoipa::path(get, path = "/api/v1/users/{id}", operation_id = "getUser", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, description = "The user", body = UserResponse), (status = 404, description = "No such user in the caller's tenant", body = crate::error::ErrorEnvelope)))]
-pub async fn get(authed: Authed<Viewer>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
+    responses((status = 200, description = "The user", body = UserResponse, headers(("ETag" = String, description = "The version, for If-Match"))),
+        (status = 404, description = "No such user in the caller's tenant", body = crate::error::ErrorEnvelope)))]
+pub async fn get(authed: Authed<Viewer>, Path(id): Path<String>) -> Result<(EtagHeader, Json<UserResponse>), ApiError> {
     let id: UserId = parse_id(&id)?;
     let mut tx = authed.begin().await?;
     let user = tx.users().get(id).await?;
     tx.commit().await?;
-    Ok(Json(user.into()))
+    Ok((etag_header(&user), Json(user.into())))
 }
 
-/// Changes a user (admin; audited `user.updated` with the names of the fields set).
-#[utoipa::path(patch, path = "/api/v1/users/{id}", operation_id = "updateUser", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+/// Changes a user (admin; audited `user.updated` with the names of the fields set). With
+/// `If-Match`, only the version it names changes.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", operation_id = "updateUser", tag = "users", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of GET: change only that version")),
     request_body = UpdateUserRequest, responses((status = 200, description = "The user, updated", body = UserResponse), (status = 404, description = "No such user in the caller's tenant", body = crate::error::ErrorEnvelope),
-        (status = 409, description = "the email or identity subject is taken, or the change would remove the caller's own admin access", body = crate::error::ErrorEnvelope)))]
+        (status = 409, description = "the email or identity subject is taken, or the change would remove the caller's own admin access", body = crate::error::ErrorEnvelope),
+        (status = 412, description = "If-Match names another version", body = crate::error::ErrorEnvelope)))]
 pub async fn update(
     authed: Authed<Admin>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateUserRequest>,
-) -> Result<Json<UserResponse>, ApiError> {
+) -> Result<(EtagHeader, Json<UserResponse>), ApiError> {
     let id: UserId = parse_id(&id)?;
     let update = UserUpdate {
         email: not_null("email", body.email)?.as_deref().map(Email::parse).transpose()?,
@@ -183,24 +189,40 @@ pub async fn update(
         return Err(ApiError::new(ErrorCode::Res409).with_message("you cannot remove your own admin access"));
     }
     let mut tx = authed.begin().await?;
+    // Checked on a locked read, so that no other change lands between the check and the write.
+    if has_if_match(&headers) {
+        let current = tx.users().get_for_update(id).await?;
+        check_if_match(&headers, &current)?;
+    }
     let user = tx.users().update(id, update).await?;
     tx.commit().await?;
-    Ok(Json(user.into()))
+    Ok((etag_header(&user), Json(user.into())))
 }
 
-/// Soft-deletes a user (admin; audited `user.deleted`).
-#[utoipa::path(delete, path = "/api/v1/users/{id}", operation_id = "deleteUser", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+/// Soft-deletes a user (admin; audited `user.deleted`). With `If-Match`, only the version it
+/// names.
+#[utoipa::path(delete, path = "/api/v1/users/{id}", operation_id = "deleteUser", tag = "users", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of GET: delete only that version")),
     responses((status = 200, description = "The user, soft-deleted", body = UserResponse), (status = 404, description = "No such user in the caller's tenant", body = crate::error::ErrorEnvelope),
-        (status = 409, description = "the caller cannot delete themselves", body = crate::error::ErrorEnvelope)))]
-pub async fn delete(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Json<UserResponse>, ApiError> {
+        (status = 409, description = "the caller cannot delete themselves", body = crate::error::ErrorEnvelope),
+        (status = 412, description = "If-Match names another version", body = crate::error::ErrorEnvelope)))]
+pub async fn delete(
+    authed: Authed<Admin>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<(EtagHeader, Json<UserResponse>), ApiError> {
     let id: UserId = parse_id(&id)?;
     if id == authed.user.id {
         return Err(ApiError::new(ErrorCode::Res409).with_message("you cannot delete yourself"));
     }
     let mut tx = authed.begin().await?;
+    if has_if_match(&headers) {
+        let current = tx.users().get_for_update(id).await?;
+        check_if_match(&headers, &current)?;
+    }
     let user = tx.users().soft_delete(id).await?;
     tx.commit().await?;
-    Ok(Json(user.into()))
+    Ok((etag_header(&user), Json(user.into())))
 }
 
 /// Restores a soft-deleted user (admin; audited `user.restored`).

@@ -151,3 +151,43 @@ async fn if_match_applies_a_change_only_to_the_version_it_names() {
     let deleted = send("DELETE", "*", None).await;
     assert_eq!(deleted.status, 200, "{:?}", deleted.body);
 }
+
+/// The same precondition on users: two admins editing one user cannot overwrite each other's
+/// change unseen.
+#[tokio::test]
+async fn if_match_applies_a_user_change_only_to_the_version_it_names() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("Clinic").await;
+    let admin = app.caller(tenant, UserRole::Admin, "admin").await;
+    let member = app.caller(tenant, UserRole::Member, "member").await;
+    let t = Some(admin.token.as_str());
+    let path = format!("/api/v1/users/{}", member.user.id);
+    let version = app.call("GET", &path, t, None).await.etag.expect("GET answers an ETag");
+    assert!(version.starts_with('"') && version.ends_with('"'), "a strong tag: {version}");
+
+    let send = |method: &'static str, if_match: String, body: Option<serde_json::Value>| {
+        let mut request = app.client.request(method.parse().unwrap(), app.url(&path)).bearer_auth(&admin.token);
+        request = request.header("If-Match", if_match);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move { read(request.send().await.unwrap()).await }
+    };
+    let renamed = send("PATCH", version.clone(), Some(serde_json::json!({"full_name": "Ann"}))).await;
+    assert_eq!(renamed.status, 200, "{:?}", renamed.body);
+    let newer = renamed.etag.clone().expect("PATCH answers the new ETag");
+    assert_ne!(newer, version);
+
+    // The second admin's edit, made on the version read before: refused, nothing written.
+    let before = app.row_counts().await;
+    let stale = send("PATCH", version.clone(), Some(serde_json::json!({"role": "viewer"}))).await;
+    assert_eq!((stale.status, stale.code()), (412, "RES_412"), "{:?}", stale.body);
+    let stale_delete = send("DELETE", version, None).await;
+    assert_eq!((stale_delete.status, stale_delete.code()), (412, "RES_412"));
+    assert_eq!(app.row_counts().await, before, "a refused precondition writes nothing");
+    let now = app.call("GET", &path, t, None).await;
+    assert_eq!((now.body["role"].as_str(), now.body["full_name"].as_str()), (Some("member"), Some("Ann")));
+
+    let deleted = send("DELETE", newer, None).await;
+    assert_eq!(deleted.status, 200, "{:?}", deleted.body);
+}

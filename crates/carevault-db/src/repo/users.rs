@@ -203,6 +203,28 @@ impl Users<'_> {
         Ok(user)
     }
 
+    /// An active user by id, locked until the transaction ends (audited `user.read`): the read
+    /// an `If-Match` is checked on, so that no other change lands between the check and the write.
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    pub async fn get_for_update(&mut self, id: UserId) -> Result<User, DbError> {
+        let tenant_id = self.tx.tenant_id();
+        let user: Option<User> = self
+            .tx
+            .sql()
+            .query_as(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE"
+            ))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(self.tx.conn())
+            .await?;
+        let user = user.ok_or(DbError::NotFound)?;
+        self.tx.audit(AuditAction::UserRead, id.as_uuid(), json!({})).await?;
+        Ok(user)
+    }
+
     /// A page of users, newest first (audited `user.listed` with the count and ids).
     #[tracing::instrument(skip_all)]
     pub async fn list(
