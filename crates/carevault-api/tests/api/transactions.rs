@@ -107,6 +107,23 @@ async fn concurrent_metadata_patches_are_all_applied() {
     assert!(stored.get("ssn").is_none(), "the removal was lost: {stored}");
 }
 
+/// `method path` with `If-Match: if_match` and an optional JSON body, as the token's holder.
+async fn with_if_match(
+    app: &TestApp,
+    token: &str,
+    method: &str,
+    path: &str,
+    if_match: String,
+    body: Option<serde_json::Value>,
+) -> crate::helpers::Reply {
+    let mut request =
+        app.client.request(method.parse().unwrap(), app.url(path)).bearer_auth(token).header("If-Match", if_match);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    read(request.send().await.unwrap()).await
+}
+
 #[tokio::test]
 async fn if_match_applies_a_change_only_to_the_version_it_names() {
     let app = TestApp::spawn().await;
@@ -120,14 +137,8 @@ async fn if_match_applies_a_change_only_to_the_version_it_names() {
     assert!(version.starts_with('"') && version.ends_with('"'), "a strong tag: {version}");
     assert_eq!(app.call("GET", &path, t, None).await.etag.as_deref(), Some(version.as_str()), "stable while unchanged");
 
-    let send = |method: &'static str, if_match: &str, body: Option<serde_json::Value>| {
-        let mut request = app.client.request(method.parse().unwrap(), app.url(&path)).bearer_auth(&member.token);
-        request = request.header("If-Match", if_match);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        async move { read(request.send().await.unwrap()).await }
-    };
+    let send =
+        |method, if_match: &str, body| with_if_match(&app, &member.token, method, &path, if_match.to_owned(), body);
     // The current version: applied, and the answer carries the new version.
     let patched = send("PATCH", &version, Some(serde_json::json!({"status": "completed"}))).await;
     assert_eq!(patched.status, 200, "{:?}", patched.body);
@@ -165,14 +176,7 @@ async fn if_match_applies_a_user_change_only_to_the_version_it_names() {
     let version = app.call("GET", &path, t, None).await.etag.expect("GET answers an ETag");
     assert!(version.starts_with('"') && version.ends_with('"'), "a strong tag: {version}");
 
-    let send = |method: &'static str, if_match: String, body: Option<serde_json::Value>| {
-        let mut request = app.client.request(method.parse().unwrap(), app.url(&path)).bearer_auth(&admin.token);
-        request = request.header("If-Match", if_match);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        async move { read(request.send().await.unwrap()).await }
-    };
+    let send = |method, if_match: String, body| with_if_match(&app, &admin.token, method, &path, if_match, body);
     let renamed = send("PATCH", version.clone(), Some(serde_json::json!({"full_name": "Ann"}))).await;
     assert_eq!(renamed.status, 200, "{:?}", renamed.body);
     let newer = renamed.etag.clone().expect("PATCH answers the new ETag");
