@@ -183,3 +183,24 @@ fn every_response_has_a_description() {
     }
     assert!(responses >= 44, "{responses}");
 }
+
+/// The document is valid OpenAPI 3.1: it is checked against the OpenAPI Initiative's own JSON
+/// Schema for 3.1 documents (`tests/fixtures/openapi-3.1-schema.json`, `$id`
+/// `https://spec.openapis.org/oas/3.1/schema/2022-10-07`, kept in the repository so that the
+/// suite needs no network), with the platform paths and without.
+#[test]
+fn the_document_is_valid_openapi_3_1() {
+    let schema: Value = serde_json::from_str(include_str!("fixtures/openapi-3.1-schema.json")).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).expect("the OpenAPI 3.1 schema compiles");
+    for with_platform in [true, false] {
+        let document: Value = serde_json::from_str(&carevault_api::openapi::openapi_json(with_platform)).unwrap();
+        let errors: Vec<String> =
+            validator.iter_errors(&document).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+        assert!(errors.is_empty(), "{} errors, e.g.: {:#?}", errors.len(), &errors[..errors.len().min(10)]);
+    }
+    // The validator is not vacuous: a response without its description is refused.
+    let mut broken: Value = serde_json::from_str(&carevault_api::openapi::openapi_json(false)).unwrap();
+    let responses = broken["paths"]["/api/v1/documents"]["get"]["responses"]["200"].as_object_mut().unwrap();
+    responses.remove("description");
+    assert!(!validator.is_valid(&broken), "a response without a description must not validate");
+}
