@@ -59,12 +59,6 @@ impl IndexPolicy {
     pub const DEFAULT: IndexPolicy = IndexPolicy { create_at: 1_000, drop_below: 500, max_indexes: 100 };
 }
 
-impl Default for IndexPolicy {
-    fn default() -> IndexPolicy {
-        IndexPolicy::DEFAULT
-    }
-}
-
 /// The index name of a tenant.
 pub fn index_name(tenant: TenantId) -> String {
     format!("{INDEX_PREFIX}{}", tenant.as_uuid().simple())

@@ -22,9 +22,9 @@ pub struct SearchFacts {
 pub(super) async fn search_facts(pool: &PgPool) -> Result<SearchFacts, DbError> {
     let shared_index: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index \
-         WHERE indexrelid = to_regclass('public.idx_documents_embedding_hnsw') \
-           AND indrelid = to_regclass('public.documents'))",
+         WHERE indexrelid = to_regclass($1) AND indrelid = to_regclass('public.documents'))",
     )
+    .bind(format!("public.{SHARED_INDEX}"))
     .fetch_one(pool)
     .await?;
     // Counting a tenant's rows needs a tenant transaction: under FORCE ROW LEVEL SECURITY the

@@ -185,41 +185,28 @@ impl Users<'_> {
     /// An active user by id (audited `user.read`).
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     pub async fn get(&mut self, id: UserId) -> Result<User, DbError> {
-        let tenant_id = self.tx.tenant_id();
-        let user: Option<User> = self
-            .tx
-            .sql()
-            .query_as(concat!(
-                "SELECT ",
-                user_columns!(),
-                " FROM users WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
-            ))
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(self.tx.conn())
-            .await?;
-        let user = user.ok_or(DbError::NotFound)?;
-        self.tx.audit(AuditAction::UserRead, id.as_uuid(), json!({})).await?;
-        Ok(user)
+        const SQL: &str =
+            concat!("SELECT ", user_columns!(), " FROM users WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL");
+        self.read(SQL, id).await
     }
 
     /// An active user by id, locked until the transaction ends (audited `user.read`): the read
     /// an `If-Match` is checked on, so that no other change lands between the check and the write.
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     pub async fn get_for_update(&mut self, id: UserId) -> Result<User, DbError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE"
+        );
+        self.read(SQL, id).await
+    }
+
+    /// One user by `sql` (tenant $1, id $2), audited `user.read`.
+    async fn read(&mut self, sql: &'static str, id: UserId) -> Result<User, DbError> {
         let tenant_id = self.tx.tenant_id();
-        let user: Option<User> = self
-            .tx
-            .sql()
-            .query_as(concat!(
-                "SELECT ",
-                user_columns!(),
-                " FROM users WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE"
-            ))
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(self.tx.conn())
-            .await?;
+        let user: Option<User> =
+            self.tx.sql().query_as(sql).bind(tenant_id).bind(id).fetch_optional(self.tx.conn()).await?;
         let user = user.ok_or(DbError::NotFound)?;
         self.tx.audit(AuditAction::UserRead, id.as_uuid(), json!({})).await?;
         Ok(user)

@@ -198,33 +198,9 @@ pub async fn ef_sweep(url: &str, members: &[Member], queries: &[Vec<Query>]) -> 
         .bind(ef)
         .execute(&mut conn)
         .await?;
-        for (bucket, queries) in BUCKETS.iter().zip(queries) {
-            if queries.is_empty() || bucket.0 < 1_000 {
-                continue;
-            }
-            let mut latencies = Vec::with_capacity(queries.len());
-            let mut recalls = Vec::with_capacity(queries.len());
-            for query in queries {
-                let started = Instant::now();
-                let got: Vec<uuid::Uuid> = sqlx::query_scalar(
-                    "SELECT id FROM documents WHERE tenant_id = $1 AND deleted_at IS NULL AND embedding_vector IS NOT NULL \
-                     ORDER BY embedding_vector <=> $2::vector LIMIT 10",
-                )
-                .bind(members[query.tenant].tenant.as_uuid())
-                .bind(server::vector_json(&query.vector))
-                .fetch_all(&mut conn)
-                .await?;
-                latencies.push(started.elapsed());
-                recalls.push(recall(&got, query));
-            }
-            let (mean, min) = recall_summary(&recalls);
-            println!(
-                "| {ef} | {} | {mean:.3} | {min:.1} | {:.1} | {:.1} |",
-                bucket.2,
-                percentile(&mut latencies, 50.0),
-                percentile(&mut latencies, 95.0)
-            );
-        }
+        let sql = "SELECT id FROM documents WHERE tenant_id = $1 AND deleted_at IS NULL AND embedding_vector IS NOT NULL \
+                   ORDER BY embedding_vector <=> $2::vector LIMIT 10";
+        sql_rows(&mut conn, ef, sql, members, queries, 1_000).await?;
     }
     conn.close().await?;
     Ok(())
@@ -267,34 +243,48 @@ pub async fn baselines(url: &str, members: &[Member], queries: &[Vec<Query>]) ->
         .bind(mode)
         .execute(&mut conn)
         .await?;
-        for (bucket, queries) in BUCKETS.iter().zip(queries) {
-            if queries.is_empty() {
-                continue;
-            }
-            let mut latencies = Vec::with_capacity(queries.len());
-            let mut recalls = Vec::with_capacity(queries.len());
-            for query in queries {
-                let started = Instant::now();
-                let got: Vec<uuid::Uuid> = sqlx::query_scalar(
-                    "SELECT id FROM bench_baseline WHERE tenant_id = $1 ORDER BY embedding_vector <=> $2::vector LIMIT 10",
-                )
-                .bind(members[query.tenant].tenant.as_uuid())
-                .bind(server::vector_json(&query.vector))
-                .fetch_all(&mut conn)
-                .await?;
-                latencies.push(started.elapsed());
-                recalls.push(recall(&got, query));
-            }
-            let (mean, min) = recall_summary(&recalls);
-            println!(
-                "| {label} | {} | {mean:.3} | {min:.1} | {:.1} | {:.1} |",
-                bucket.2,
-                percentile(&mut latencies, 50.0),
-                percentile(&mut latencies, 95.0)
-            );
-        }
+        let sql =
+            "SELECT id FROM bench_baseline WHERE tenant_id = $1 ORDER BY embedding_vector <=> $2::vector LIMIT 10";
+        sql_rows(&mut conn, label, sql, members, queries, 1).await?;
     }
     sqlx::query("DROP TABLE bench_baseline").execute(&mut conn).await?;
     conn.close().await?;
+    Ok(())
+}
+
+/// One table row per bucket of at least `min_rows` tenant rows: recall@10 and latency of `sql`
+/// (the tenant as $1, the query vector as $2), run directly on `conn` with its settings.
+async fn sql_rows(
+    conn: &mut PgConnection,
+    label: &str,
+    sql: &'static str,
+    members: &[Member],
+    queries: &[Vec<Query>],
+    min_rows: usize,
+) -> anyhow::Result<()> {
+    for (bucket, queries) in BUCKETS.iter().zip(queries) {
+        if queries.is_empty() || bucket.0 < min_rows {
+            continue;
+        }
+        let mut latencies = Vec::with_capacity(queries.len());
+        let mut recalls = Vec::with_capacity(queries.len());
+        for query in queries {
+            let started = Instant::now();
+            let got: Vec<uuid::Uuid> = sqlx::query_scalar(sql)
+                .bind(members[query.tenant].tenant.as_uuid())
+                .bind(server::vector_json(&query.vector))
+                .fetch_all(&mut *conn)
+                .await?;
+            latencies.push(started.elapsed());
+            recalls.push(recall(&got, query));
+        }
+        let (mean, min) = recall_summary(&recalls);
+        println!(
+            "| {label} | {} | {mean:.3} | {min:.1} | {:.1} | {:.1} |",
+            bucket.2,
+            percentile(&mut latencies, 50.0),
+            percentile(&mut latencies, 95.0)
+        );
+    }
     Ok(())
 }
