@@ -149,6 +149,10 @@ class Env:
             "CAREVAULT_EMBEDDED": "0",
             "ENVIRONMENT": "development",
             "LOG_LEVEL": "warn",
+            # The parts measure the server and the database, not the request rate limiter (one
+            # user sends thousands of requests a minute here); tests/api/limits.rs tests the limiter.
+            "RATE_LIMIT_USER_PER_MINUTE": "0",
+            "RATE_LIMIT_TENANT_PER_MINUTE": "0",
         })
         if extra:
             self.vars.update(extra)

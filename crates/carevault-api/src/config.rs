@@ -5,6 +5,9 @@ use std::time::Duration;
 
 pub use carevault_db::Environment;
 
+use crate::rate_limit::RateLimits;
+use crate::server::ConnectionLimits;
+
 /// The HTTP layer's settings (`REQUEST_TIMEOUT_SECONDS`, `MAX_BODY_BYTES`, ... of the README's configuration table).
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -26,6 +29,12 @@ pub struct ApiConfig {
     pub batch_max_body_bytes: usize,
     /// The platform API's bearer secret (`PLATFORM_API_TOKEN`); `None` disables the platform API.
     pub platform_api_token: Option<String>,
+    /// Header-read timeout and connection cap of the listener (`HEADER_READ_TIMEOUT_SECONDS`,
+    /// `MAX_CONNECTIONS`), for [`crate::server::serve`].
+    pub connections: ConnectionLimits,
+    /// Requests per minute of one user and of one tenant (`RATE_LIMIT_USER_PER_MINUTE`,
+    /// `RATE_LIMIT_TENANT_PER_MINUTE`).
+    pub rate_limits: RateLimits,
 }
 
 impl Default for ApiConfig {
@@ -40,6 +49,8 @@ impl Default for ApiConfig {
             batch_request_timeout: Duration::from_secs(120),
             batch_max_body_bytes: 33_554_432,
             platform_api_token: None,
+            connections: ConnectionLimits::default(),
+            rate_limits: RateLimits::default(),
         }
     }
 }

@@ -64,6 +64,9 @@ pub enum ErrorCode {
     /// 415: body is not JSON.
     #[serde(rename = "REQ_415")]
     Req415,
+    /// 429: the user's or the tenant's request rate limit is reached; `Retry-After` says when to retry.
+    #[serde(rename = "REQ_429")]
+    Req429,
     /// 404: resource not found (or another tenant's).
     #[serde(rename = "RES_404")]
     Res404,
@@ -105,6 +108,7 @@ impl ErrorCode {
         ErrorCode::Req405,
         ErrorCode::Req413,
         ErrorCode::Req415,
+        ErrorCode::Req429,
         ErrorCode::Res404,
         ErrorCode::Res409,
         ErrorCode::Res412,
@@ -132,6 +136,7 @@ impl ErrorCode {
             ErrorCode::Req405 => "REQ_405",
             ErrorCode::Req413 => "REQ_413",
             ErrorCode::Req415 => "REQ_415",
+            ErrorCode::Req429 => "REQ_429",
             ErrorCode::Res404 => "RES_404",
             ErrorCode::Res409 => "RES_409",
             ErrorCode::Res412 => "RES_412",
@@ -155,6 +160,7 @@ impl ErrorCode {
             ErrorCode::Req405 => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Req413 => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Req415 => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::Req429 => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Res409 => StatusCode::CONFLICT,
             ErrorCode::Res412 => StatusCode::PRECONDITION_FAILED,
             ErrorCode::Sys001 | ErrorCode::Sys004 => StatusCode::SERVICE_UNAVAILABLE,
@@ -181,6 +187,7 @@ impl ErrorCode {
             ErrorCode::Req405 => "method not allowed",
             ErrorCode::Req413 => "request body too large",
             ErrorCode::Req415 => "request body must be application/json",
+            ErrorCode::Req429 => "too many requests, retry later",
             ErrorCode::Res404 => "resource not found",
             ErrorCode::Res409 => "conflict with the current state",
             ErrorCode::Res412 => "the resource changed since that version was read",
@@ -201,17 +208,25 @@ pub struct ApiError {
     pub message: Cow<'static, str>,
     /// More detail, shown outside production only.
     pub detail: Option<String>,
+    /// Seconds for the `Retry-After` header (429 only).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// An error with the code's default message.
     pub fn new(code: ErrorCode) -> ApiError {
-        ApiError { code, message: Cow::Borrowed(code.default_message()), detail: None }
+        ApiError { code, message: Cow::Borrowed(code.default_message()), detail: None, retry_after: None }
     }
 
     /// Replaces the message.
     pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> ApiError {
         self.message = message.into();
+        self
+    }
+
+    /// Adds a `Retry-After` of `seconds`.
+    pub fn with_retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
         self
     }
 

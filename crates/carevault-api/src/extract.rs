@@ -166,6 +166,7 @@ impl<R: MinRole> FromRequestParts<AppState> for Authed<R> {
         let token = bearer(parts).ok_or_else(|| ApiError::new(ErrorCode::Auth001))?;
         let token = state.inner.auth.verify(token).await?;
         let tenant_id = claimed_tenant(&token)?;
+        state.inner.rate_limiter.check(tenant_id, &token.sub)?;
         let pool = &state.inner.app_pool;
         let (tenant, user) = resolve_caller(pool, tenant_id, &token, R::ROLE, parts).await?;
         let mut context = audit_context(parts);

@@ -7,7 +7,8 @@
 //!
 //! 1. request id and client address → error envelope → panic catcher → timeout → CORS → body read
 //!    in full (limit) → route;
-//! 2. [`extract::Authed`]: the token is verified (no database), then the caller is resolved in a
+//! 2. [`extract::Authed`]: the token is verified (no database), the user's and the tenant's rate
+//!    limits are checked ([`rate_limit`]; 429 without touching the database), then the caller is resolved in a
 //!    short tenant transaction of its own (tenant, user, just-in-time provisioning, role matrix),
 //!    which is committed and its connection released; 401 and 403 come from here;
 //! 3. the handler parses and validates its input (no connection held), then opens the tenant
@@ -23,7 +24,9 @@ pub mod extract;
 pub mod handlers;
 mod middleware;
 pub mod openapi;
+pub mod rate_limit;
 pub mod schema;
+pub mod server;
 mod state;
 
 use axum::Router;

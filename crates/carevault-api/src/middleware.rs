@@ -126,12 +126,16 @@ fn code_for_bare_status(status: StatusCode) -> ErrorCode {
 
 fn render(error: ApiError, request_id: String, environment: Environment, headers: &HeaderMap) -> Response {
     let detail = if environment == Environment::Production { None } else { error.detail };
+    let retry_after = error.retry_after;
     let envelope = ErrorEnvelope {
         error: ErrorBody { code: error.code, message: error.message.into_owned(), request_id, detail },
     };
     let body = serde_json::to_vec(&envelope).unwrap_or_default();
     let mut response = (error.code.status(), Body::from(body)).into_response();
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     // Keep what layers set that still matters (Allow on 405, CORS headers).
     for name in [
         "allow",

@@ -60,8 +60,9 @@ impl Modify for SecuritySchemes {
 
 /// Documents the error answers every operation can give (the handlers' annotations list only
 /// the ones specific to them): the envelope for 400/413/415/422 (input), 401/403 (secured
-/// operations), 404 (operations on an id), 500/503/504 (server). Found missing by the schema
-/// fuzzer (schemathesis ST103).
+/// operations), 404 (operations on an id), 429 with `Retry-After` (operations of a tenant's user,
+/// [`crate::rate_limit`]), 500/503/504 (server). Found missing by the schema fuzzer
+/// (schemathesis ST103).
 struct ErrorResponses;
 
 impl Modify for ErrorResponses {
@@ -93,6 +94,18 @@ impl Modify for ErrorResponses {
                 }
                 if path.contains("{id}") {
                     codes.push(("404", "not found"));
+                }
+                if operation.security.is_some() && !path.starts_with(PLATFORM_PATHS) {
+                    operation.responses.responses.entry("429".to_string()).or_insert_with(|| {
+                        let mut response = envelope("rate limit reached (the user's or the tenant's)");
+                        let seconds = utoipa::openapi::ObjectBuilder::new()
+                            .schema_type(utoipa::openapi::schema::Type::Integer)
+                            .minimum(Some(1));
+                        let mut header = utoipa::openapi::header::Header::new(seconds);
+                        header.description = Some("Seconds to wait before the next request".to_string());
+                        response.headers.insert("Retry-After".to_string(), header.into());
+                        response.into()
+                    });
                 }
                 for (code, description) in codes {
                     operation

@@ -6,6 +6,7 @@ use carevault_db::{AppPool, PlatformPool};
 
 use crate::ApiConfig;
 use crate::auth::Authenticator;
+use crate::rate_limit::RateLimiter;
 
 /// The application state: pools, authenticator, settings. Cheap to clone.
 #[derive(Clone)]
@@ -18,13 +19,15 @@ pub(crate) struct Inner {
     pub(crate) platform_pool: PlatformPool,
     pub(crate) auth: Authenticator,
     pub(crate) config: ApiConfig,
+    pub(crate) rate_limiter: RateLimiter,
 }
 
 impl AppState {
     /// Builds the state. The tenant path only ever reaches `app_pool`; `platform_pool` is used by
     /// the platform API alone.
     pub fn new(app_pool: AppPool, platform_pool: PlatformPool, auth: Authenticator, config: ApiConfig) -> AppState {
-        AppState { inner: Arc::new(Inner { app_pool, platform_pool, auth, config }) }
+        let rate_limiter = RateLimiter::new(config.rate_limits);
+        AppState { inner: Arc::new(Inner { app_pool, platform_pool, auth, config, rate_limiter }) }
     }
 
     /// The authenticator (for the binary's start-up JWKS fetch).

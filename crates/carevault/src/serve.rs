@@ -169,12 +169,11 @@ async fn serve_with_pools(
     let state = AppState::new(app_pool.clone(), platform_pool.clone(), authenticator, config.api.clone());
     let router = carevault_api::router(state);
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            let name = signals.recv().await;
-            tracing::info!(signal = name, "shutting down: no new connections, draining in-flight requests");
-            let _ = stopping_tx.send(true);
-        });
+    let server = carevault_api::server::serve(listener, router, config.api.connections, async move {
+        let name = signals.recv().await;
+        tracing::info!(signal = name, "shutting down: no new connections, draining in-flight requests");
+        let _ = stopping_tx.send(true);
+    });
     let drain = config.api.request_timeout + DRAIN_GRACE;
     let drain_deadline = async move {
         while !*stopping_rx.borrow_and_update() {
@@ -186,7 +185,7 @@ async fn serve_with_pools(
         tokio::time::sleep(drain).await;
     };
     tokio::select! {
-        result = server.into_future() => result.context("the HTTP server failed")?,
+        () = server => {}
         () = drain_deadline => tracing::warn!("in-flight requests did not finish within {drain:?}; dropping them"),
     }
     tracing::info!("HTTP server stopped");

@@ -1,6 +1,5 @@
 //! `TestApp`: the application on a random port, with fixtures.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use carevault_api::auth::{AuthConfig, Authenticator, mint_dev_token};
@@ -88,12 +87,13 @@ impl TestApp {
         let app_pool = AppPool::connect_lazy(&db.app_url(), pool_config).unwrap();
         let platform_pool = PlatformPool::connect_lazy(&db.ops_url(), pool_config).unwrap();
         let authenticator = Authenticator::new(auth.clone(), reqwest::Client::new());
+        let connections = config.connections;
         let state = AppState::new(app_pool.clone(), platform_pool.clone(), authenticator, config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let routes = extra_routes(carevault_api::api_routes(&state));
-        let app = carevault_api::with_layers(routes, state).into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let app = carevault_api::with_layers(routes, state);
+        tokio::spawn(carevault_api::server::serve(listener, app, connections, std::future::pending()));
         TestApp { base: format!("http://{address}"), client: reqwest::Client::new(), db, auth, app_pool, platform_pool }
     }
 

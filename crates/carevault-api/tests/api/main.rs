@@ -12,6 +12,7 @@ mod endpoints;
 mod envelope;
 mod helpers;
 mod import;
+mod limits;
 mod roles;
 mod search;
 mod tokens;

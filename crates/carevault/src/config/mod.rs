@@ -11,10 +11,12 @@
 //! - `listen`: the listen address;
 //! - `auth`: token verification (OIDC, development tokens);
 //! - `origins`: CORS origins and trusted proxies;
+//! - `limits`: connections, header-read timeout and request rate limits;
 //! - `serve`: all of it for `carevault serve`.
 
 mod auth;
 mod database;
+mod limits;
 mod listen;
 mod origins;
 mod serve;

@@ -12,6 +12,7 @@ use carevault_db::PoolConfig;
 
 use super::auth::auth_with;
 use super::database::{DatabaseConfig, database_with};
+use super::limits::{connections_with, rate_limits_with};
 use super::listen::listen_with;
 use super::origins::{origins_with, proxies_with};
 use super::vars::{ConfigError, Unit, Vars};
@@ -61,6 +62,8 @@ impl fmt::Debug for ServeConfig {
             .field("batch_request_timeout", &self.api.batch_request_timeout)
             .field("batch_max_body_bytes", &self.api.batch_max_body_bytes)
             .field("platform_api", &self.api.platform_api_token.is_some())
+            .field("connections", &self.api.connections)
+            .field("rate_limits", &self.api.rate_limits)
             .field("auth", &self.auth)
             .finish()
     }
@@ -100,7 +103,8 @@ fn pool_with(vars: &mut Vars<'_>) -> PoolConfig {
     }
 }
 
-/// The HTTP layer's settings: origins, proxies, limits and the platform API's token.
+/// The HTTP layer's settings: origins, proxies, limits (bodies, time, connections, rates) and the
+/// platform API's token.
 fn api_with(vars: &mut Vars<'_>, environment: Environment) -> ApiConfig {
     let default = ApiConfig::default();
     let allowed_origins = origins_with(vars, environment);
@@ -116,6 +120,8 @@ fn api_with(vars: &mut Vars<'_>, environment: Environment) -> ApiConfig {
         1024,
         1 << 30,
     );
+    let connections = connections_with(vars);
+    let rate_limits = rate_limits_with(vars);
     let platform_api_token = vars.secret("PLATFORM_API_TOKEN");
     if platform_api_token.as_ref().is_some_and(|t| t.len() < MIN_PLATFORM_TOKEN_BYTES) {
         vars.problem(format!(
@@ -132,6 +138,8 @@ fn api_with(vars: &mut Vars<'_>, environment: Environment) -> ApiConfig {
         batch_request_timeout,
         batch_max_body_bytes: usize::try_from(batch_max_body_bytes).unwrap_or(default.batch_max_body_bytes),
         platform_api_token,
+        connections,
+        rate_limits,
     }
 }
 
@@ -159,6 +167,8 @@ mod tests {
         assert_eq!(config.api.batch_request_timeout, api.batch_request_timeout);
         assert_eq!(config.api.batch_max_body_bytes, api.batch_max_body_bytes);
         assert_eq!(config.api.platform_api_token, api.platform_api_token);
+        assert_eq!(config.api.connections, api.connections);
+        assert_eq!(config.api.rate_limits, api.rate_limits);
         // AuthConfig has no PartialEq; its Debug shows every field (the secret only as set or not).
         assert_eq!(format!("{:?}", config.auth), format!("{:?}", AuthConfig::default()));
         assert_eq!(config.auth.hs256_secret, None);

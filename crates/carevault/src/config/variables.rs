@@ -86,6 +86,10 @@ fn the_variable_table_defaults_are_the_applied_defaults() {
         ("BATCH_REQUEST_TIMEOUT_SECONDS", "121"),
         ("BATCH_MAX_BODY_BYTES", "2048"),
         ("SEARCH_INDEX_INTERVAL_SECONDS", "31"),
+        ("HEADER_READ_TIMEOUT_SECONDS", "11"),
+        ("MAX_CONNECTIONS", "513"),
+        ("RATE_LIMIT_USER_PER_MINUTE", "601"),
+        ("RATE_LIMIT_TENANT_PER_MINUTE", "6001"),
     ] {
         assert_ne!(format!("{:?}", serve(&[(name, other)], None).expect("valid")), unset, "{name}");
     }
@@ -110,5 +114,5 @@ fn a_refused_value_names_the_default_of_the_table() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 11, "the ten numbers and DB_STATEMENT_CACHE");
+    assert_eq!(checked, 15, "the fourteen numbers and DB_STATEMENT_CACHE");
 }
