@@ -35,6 +35,8 @@ pub struct ApiConfig {
     /// Requests per minute of one user and of one tenant (`RATE_LIMIT_USER_PER_MINUTE`,
     /// `RATE_LIMIT_TENANT_PER_MINUTE`).
     pub rate_limits: RateLimits,
+    /// Whether a valid token of an unknown `sub` creates its user (`JIT_PROVISIONING`).
+    pub jit_provisioning: JitProvisioning,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +53,49 @@ impl Default for ApiConfig {
             platform_api_token: None,
             connections: ConnectionLimits::default(),
             rate_limits: RateLimits::default(),
+            jit_provisioning: JitProvisioning::default_for(Environment::Development),
         }
+    }
+}
+
+/// Just-in-time provisioning (`JIT_PROVISIONING`): what happens to a valid token whose `sub` is
+/// not a user of the tenant it names. Whoever can make the identity provider put a tenant in a
+/// token can then join that tenant, so in production it is off unless chosen
+/// (docs/THREAT_MODEL.md, "The identity provider").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JitProvisioning {
+    /// Refused: 403 `AUTH_010`; an admin creates users (`POST /users`).
+    Off,
+    /// Created as a viewer when the token carries a verified email.
+    On,
+    /// Created as a viewer only when the verified email's domain is one of the tenant's
+    /// `jit_email_domains` (set on the platform API), else 403 `AUTH_010`.
+    Domains,
+}
+
+impl JitProvisioning {
+    /// Every mode, in the order of the documentation.
+    pub const ALL: [JitProvisioning; 3] = [JitProvisioning::Off, JitProvisioning::On, JitProvisioning::Domains];
+
+    /// The mode when `JIT_PROVISIONING` is unset: off in production, on elsewhere.
+    pub fn default_for(environment: Environment) -> JitProvisioning {
+        match environment {
+            Environment::Production => JitProvisioning::Off,
+            Environment::Development | Environment::Staging => JitProvisioning::On,
+        }
+    }
+
+    /// `off`, `on` or `domains`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JitProvisioning::Off => "off",
+            JitProvisioning::On => "on",
+            JitProvisioning::Domains => "domains",
+        }
+    }
+
+    /// Parses [`Self::as_str`].
+    pub fn parse(text: &str) -> Option<JitProvisioning> {
+        JitProvisioning::ALL.into_iter().find(|mode| mode.as_str() == text)
     }
 }

@@ -40,6 +40,10 @@ pub enum ErrorCode {
     /// 403: the user's role does not allow this endpoint.
     #[serde(rename = "AUTH_009")]
     Auth009,
+    /// 403: the token's `sub` is no user of the tenant, and just-in-time provisioning does not
+    /// admit it (`JIT_PROVISIONING`).
+    #[serde(rename = "AUTH_010")]
+    Auth010,
     /// 401: platform credential missing or wrong.
     #[serde(rename = "PLAT_001")]
     Plat001,
@@ -100,6 +104,7 @@ impl ErrorCode {
         ErrorCode::Auth007,
         ErrorCode::Auth008,
         ErrorCode::Auth009,
+        ErrorCode::Auth010,
         ErrorCode::Plat001,
         ErrorCode::Val001,
         ErrorCode::Val002,
@@ -128,6 +133,7 @@ impl ErrorCode {
             ErrorCode::Auth007 => "AUTH_007",
             ErrorCode::Auth008 => "AUTH_008",
             ErrorCode::Auth009 => "AUTH_009",
+            ErrorCode::Auth010 => "AUTH_010",
             ErrorCode::Plat001 => "PLAT_001",
             ErrorCode::Val001 => "VAL_001",
             ErrorCode::Val002 => "VAL_002",
@@ -153,7 +159,9 @@ impl ErrorCode {
             ErrorCode::Auth001 | ErrorCode::Auth003 | ErrorCode::Auth004 | ErrorCode::Plat001 => {
                 StatusCode::UNAUTHORIZED
             }
-            ErrorCode::Auth005 | ErrorCode::Auth007 | ErrorCode::Auth008 | ErrorCode::Auth009 => StatusCode::FORBIDDEN,
+            ErrorCode::Auth005 | ErrorCode::Auth007 | ErrorCode::Auth008 | ErrorCode::Auth009 | ErrorCode::Auth010 => {
+                StatusCode::FORBIDDEN
+            }
             ErrorCode::Val001 => StatusCode::BAD_REQUEST,
             ErrorCode::Val002 | ErrorCode::Val003 => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Req404 | ErrorCode::Res404 => StatusCode::NOT_FOUND,
@@ -179,6 +187,7 @@ impl ErrorCode {
             ErrorCode::Auth007 => "tenant not found or not active",
             ErrorCode::Auth008 => "user is deactivated",
             ErrorCode::Auth009 => "your role does not allow this",
+            ErrorCode::Auth010 => "no such user in this tenant; an administrator must add you",
             ErrorCode::Plat001 => "platform credential missing or wrong",
             ErrorCode::Val001 => "request body is not valid JSON of the expected structure",
             ErrorCode::Val002 => "a required field is missing",

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 
 use crate::auth::VerifiedToken;
 use crate::middleware::{ClientIp, RequestId};
-use crate::{ApiError, AppState, ErrorCode};
+use crate::{ApiError, AppState, ErrorCode, JitProvisioning};
 
 /// A JSON body. Not JSON → 415 `REQ_415`; invalid JSON or wrong structure → 400 `VAL_001`; a
 /// missing field → 422 `VAL_002`; too large → 413 `REQ_413`.
@@ -168,7 +168,8 @@ impl<R: MinRole> FromRequestParts<AppState> for Authed<R> {
         let tenant_id = claimed_tenant(&token)?;
         state.inner.rate_limiter.check(tenant_id, &token.sub)?;
         let pool = &state.inner.app_pool;
-        let (tenant, user) = resolve_caller(pool, tenant_id, &token, R::ROLE, parts).await?;
+        let jit = state.inner.config.jit_provisioning;
+        let (tenant, user) = resolve_caller(pool, tenant_id, &token, R::ROLE, jit, parts).await?;
         let mut context = audit_context(parts);
         context.user_id = Some(user.id);
         Ok(Authed { user, tenant, token, context, pool: pool.clone(), role: PhantomData })
@@ -190,14 +191,15 @@ fn claimed_tenant(token: &VerifiedToken) -> Result<TenantId, ApiError> {
 
 /// Resolves the caller in a transaction of its own, committed before the handler runs: the
 /// tenant (existing and active, else 403 `AUTH_007`) and the user by `sub` in one lookup (a
-/// soft-deleted user is 403 `AUTH_008`; an unknown `sub` with a verified email is provisioned as a
-/// viewer), then the role matrix (a refusal is audited `access.denied` and committed: it is on
+/// soft-deleted user is 403 `AUTH_008`; an unknown `sub` is provisioned as a viewer when `jit`
+/// admits its verified email, else 403 `AUTH_010`), then the role matrix (a refusal is audited `access.denied` and committed: it is on
 /// record even though nothing else happens). It writes nothing otherwise.
 async fn resolve_caller(
     pool: &AppPool,
     tenant_id: TenantId,
     token: &VerifiedToken,
     required: UserRole,
+    jit: JitProvisioning,
     parts: &Parts,
 ) -> Result<(Tenant, User), ApiError> {
     // The `sub` is matched byte for byte. Stored identities are `BoundedText`s (trimmed, no control
@@ -222,7 +224,7 @@ async fn resolve_caller(
     let user = match found {
         Some(user) if user.is_deleted() => return Err(ApiError::new(ErrorCode::Auth008)),
         Some(user) => user,
-        None => provision(&mut tx, sub, token).await?,
+        None => provision(&mut tx, &tenant, sub, token, jit).await?,
     };
     if rank(user.role) < rank(required) {
         tx.set_user(user.id).await?;
@@ -236,12 +238,26 @@ async fn resolve_caller(
     Ok((tenant, user))
 }
 
-/// Just-in-time provisioning of an unknown `sub` as a viewer, from the token's verified email.
-async fn provision(tx: &mut TenantTx, sub: BoundedText, token: &VerifiedToken) -> Result<User, ApiError> {
+/// Just-in-time provisioning of an unknown `sub` as a viewer, from the token's verified email, when
+/// `jit` admits it. A refusal writes nothing (the transaction is dropped).
+async fn provision(
+    tx: &mut TenantTx,
+    tenant: &Tenant,
+    sub: BoundedText,
+    token: &VerifiedToken,
+    jit: JitProvisioning,
+) -> Result<User, ApiError> {
+    if jit == JitProvisioning::Off {
+        return Err(ApiError::new(ErrorCode::Auth010));
+    }
     let verified = token.email.as_deref().filter(|_| token.email_verified);
     let email = verified.and_then(|email| Email::parse(email).ok()).ok_or_else(|| {
         ApiError::new(ErrorCode::Auth001).with_message("token has no verified email to provision its user from")
     })?;
+    if jit == JitProvisioning::Domains && !tenant.jit_email_domains.iter().any(|domain| domain.admits(&email)) {
+        return Err(ApiError::new(ErrorCode::Auth010)
+            .with_message("no such user in this tenant, and the email's domain may not sign up by itself"));
+    }
     tx.users().provision(sub, email).await.map_err(|error| match error {
         DbError::Conflict(_) => {
             ApiError::new(ErrorCode::Res409).with_message("another active user of this tenant has the token's email")

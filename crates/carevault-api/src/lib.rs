@@ -33,11 +33,11 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-pub use config::{ApiConfig, Environment};
+pub use config::{ApiConfig, Environment, JitProvisioning};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorEnvelope};
 pub use middleware::{ClientIp, RequestId};
 pub use state::AppState;
@@ -88,7 +88,8 @@ fn routes(config: &ApiConfig) -> Router<AppState> {
         api = api
             .route("/platform/tenants", post(platform::create).get(platform::list))
             .route("/platform/tenants/{id}/suspend", post(platform::suspend))
-            .route("/platform/tenants/{id}/activate", post(platform::activate));
+            .route("/platform/tenants/{id}/activate", post(platform::activate))
+            .route("/platform/tenants/{id}/jit-email-domains", put(platform::set_jit_email_domains));
     }
     let document = openapi::openapi_json(config.platform_api_token.is_some());
     Router::new()

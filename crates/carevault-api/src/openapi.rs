@@ -19,7 +19,7 @@ use crate::schema;
         documents::create, documents::list, documents::get, documents::update, documents::delete, documents::restore, documents::search,
         documents_batch::batch,
         audit::list,
-        platform::create, platform::list, platform::suspend, platform::activate,
+        platform::create, platform::list, platform::suspend, platform::activate, platform::set_jit_email_domains,
     ),
     // The request schemas reach the document through the operations, except those only referred to
     // by query parameters or by `$ref` (metadata is recursive).
@@ -122,7 +122,8 @@ impl Modify for ErrorResponses {
 /// The path prefix of the platform API, absent from the document when the API is disabled.
 const PLATFORM_PATHS: &str = "/api/v1/platform/";
 /// The schemas only the platform API uses.
-const PLATFORM_SCHEMAS: [&str; 2] = ["CreateTenantRequest", "TenantStatusName"];
+const PLATFORM_SCHEMAS: [&str; 4] =
+    ["CreateTenantRequest", "TenantStatusName", "JitEmailDomainsRequest", "EmailDomainName"];
 
 /// The document as pretty JSON. Without the platform API (no `PLATFORM_API_TOKEN`) its paths,
 /// tag, security scheme and schemas are left out, as the router leaves out its routes: the

@@ -13,8 +13,8 @@
 use std::borrow::Cow;
 
 use carevault_db::{
-    AuditAction, AuditResourceType, BoundedText, Deleted, DocumentStatus, Email, Embedding, METADATA_MAX_BYTES,
-    METADATA_MAX_DEPTH, METADATA_MAX_NUMBER, TenantStatus, UserRole, ValidationError,
+    AuditAction, AuditResourceType, BoundedText, Deleted, DocumentStatus, Email, EmailDomain, Embedding,
+    METADATA_MAX_BYTES, METADATA_MAX_DEPTH, METADATA_MAX_NUMBER, TenantStatus, UserRole, ValidationError,
 };
 use serde_json::Value;
 use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type};
@@ -42,6 +42,13 @@ pub fn email_pattern() -> String {
     let char = format!("[^@{WHITESPACE}{CONTROL}]");
     let edge = format!("[^@.{WHITESPACE}{CONTROL}]");
     format!("^[{WHITESPACE}]*{char}+@{edge}{char}*\\.{char}*{edge}[{WHITESPACE}]*$")
+}
+
+/// `EmailDomain::parse`: surrounding whitespace, then dot-separated labels of letters, digits and
+/// hyphens (none first or last in a label), two or more.
+pub fn domain_pattern() -> String {
+    let label = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+    format!("^[{WHITESPACE}]*({label}\\.)+{label}[{WHITESPACE}]*$")
 }
 
 /// The list cursor (`handlers::decode_cursor`): microseconds since the epoch (18 digits, or 17
@@ -128,6 +135,19 @@ schema_type!(
         .description(Some(
             "`name@example.org`: at most 255 characters as sent, no whitespace or control characters once \
              trimmed, a dot inside the domain. ASCII letters are stored lower-cased.",
+        ))
+        .into()
+);
+schema_type!(
+    /// `EmailDomain::parse`.
+    EmailDomainName => ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(EmailDomain::MAX_CHARS))
+        .pattern(Some(domain_pattern()))
+        .description(Some(
+            "A domain name such as `clinic.example`: at most 253 characters as sent, two or more labels of 1 to 63 \
+             letters, digits or hyphens (not first or last), internationalised names in their `xn--` form. Stored \
+             lower-cased; it admits addresses of exactly this domain, not of its subdomains.",
         ))
         .into()
 );

@@ -5,8 +5,8 @@
 
 use std::sync::LazyLock;
 
-use carevault_api::schema::{email_pattern, text_pattern};
-use carevault_db::{BoundedText, Email, Embedding};
+use carevault_api::schema::{domain_pattern, email_pattern, text_pattern};
+use carevault_db::{BoundedText, Email, EmailDomain, Embedding};
 use proptest::prelude::*;
 use regex::Regex;
 use serde_json::Value;
@@ -56,6 +56,14 @@ fn compile(pattern: &str) -> Regex {
 
 static TEXT: LazyLock<Regex> = LazyLock::new(|| compile(&text_pattern()));
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| compile(&email_pattern()));
+static DOMAIN: LazyLock<Regex> = LazyLock::new(|| compile(&domain_pattern()));
+
+/// Domain-like strings: labels of letters, digits, hyphens and edge characters, joined by dots.
+fn domain_strings() -> impl Strategy<Value = String> {
+    let label =
+        prop::collection::vec(prop::sample::select(vec!['a', 'Z', '0', '-', '.', ' ', '\u{a0}', 'ä', '_']), 0..5);
+    prop::collection::vec(label.prop_map(|c| c.into_iter().collect::<String>()), 1..4).prop_map(|l| l.join("."))
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4000))]
@@ -63,6 +71,11 @@ proptest! {
     #[test]
     fn text_pattern_is_bounded_texts_rule(text in edge_strings()) {
         prop_assert_eq!(TEXT.is_match(&text), BoundedText::parse("field", &text, 100).is_ok(), "{:?}", text);
+    }
+
+    #[test]
+    fn domain_pattern_is_email_domains_rule(domain in domain_strings()) {
+        prop_assert_eq!(DOMAIN.is_match(&domain), EmailDomain::parse(&domain).is_ok(), "{:?}", domain);
     }
 
     #[test]
@@ -105,6 +118,22 @@ fn the_patterns_agree_on_hand_picked_cases() {
         assert_eq!(EMAIL.is_match(value), valid, "{value:?}");
         assert_eq!(Email::parse(value).is_ok(), valid, "{value:?}");
     }
+    let long_label = format!("{}.example", "a".repeat(64));
+    for (value, valid) in [
+        ("clinic.example", true),
+        (" Clinic.EXAMPLE\t", true),
+        ("xn--bcher-kva.example", true),
+        ("a-b.c", true),
+        ("example", false),
+        ("-a.example", false),
+        ("a-.example", false),
+        ("a..example", false),
+        ("a_b.example", false),
+        (long_label.as_str(), false),
+    ] {
+        assert_eq!(DOMAIN.is_match(value), valid, "{value:?}");
+        assert_eq!(EmailDomain::parse(value).is_ok(), valid, "{value:?}");
+    }
 }
 
 #[test]
@@ -132,10 +161,17 @@ fn the_platform_paths_are_documented_only_when_served() {
     };
     assert!(paths(true).iter().any(|p| p.starts_with("/api/v1/platform/")));
     assert!(!paths(false).iter().any(|p| p.starts_with("/api/v1/platform/")));
-    assert_eq!(paths(true).len() - paths(false).len(), 3);
+    assert_eq!(paths(true).len() - paths(false).len(), 4);
     // Nothing else of the platform API is left behind.
     let without = carevault_api::openapi::openapi_json(false);
-    for leftover in ["PLATFORM_API_TOKEN", "CreateTenantRequest", "TenantStatusName", "\"platform\""] {
+    for leftover in [
+        "PLATFORM_API_TOKEN",
+        "CreateTenantRequest",
+        "TenantStatusName",
+        "JitEmailDomainsRequest",
+        "EmailDomainName",
+        "\"platform\"",
+    ] {
         assert!(!without.contains(leftover), "{leftover} is still documented");
     }
     assert!(carevault_api::openapi::openapi_json(true).contains("CreateTenantRequest"));
@@ -160,7 +196,7 @@ fn every_operation_has_a_unique_stable_camel_case_id() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), count, "operation ids repeat: {ids:?}");
-    assert_eq!(count, 23);
+    assert_eq!(count, 24);
     for expected in ["listDocuments", "createUser", "searchDocuments", "updateDocument", "listAuditLogs"] {
         assert!(ids.iter().any(|id| id == expected), "{expected}");
     }

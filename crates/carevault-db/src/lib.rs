@@ -33,8 +33,8 @@ mod tenant_tx;
 
 pub use domain::{
     AuditAction, AuditContext, AuditLogId, AuditResourceType, BoundedText, Cursor, Deleted, DocumentId, DocumentStatus,
-    EMBEDDING_DIMENSIONS, Email, Embedding, Environment, METADATA_MAX_BYTES, METADATA_MAX_DEPTH, METADATA_MAX_NUMBER,
-    Metadata, Page, PageLimit, TenantId, TenantStatus, UserId, UserRole,
+    EMBEDDING_DIMENSIONS, Email, EmailDomain, Embedding, Environment, METADATA_MAX_BYTES, METADATA_MAX_DEPTH,
+    METADATA_MAX_NUMBER, Metadata, Page, PageLimit, TenantId, TenantStatus, UserId, UserRole,
 };
 pub use error::{DbError, ValidationError};
 pub use platform_tx::PlatformTx;

@@ -18,6 +18,8 @@ pub struct TenantResponse {
     pub name: String,
     /// `active`, `suspended` or `trial`.
     pub status: String,
+    /// The email domains whose users may sign up just in time when `JIT_PROVISIONING=domains`.
+    pub jit_email_domains: Vec<String>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.
@@ -32,6 +34,7 @@ impl From<Tenant> for TenantResponse {
             id: t.id.as_uuid(),
             name: t.name,
             status: t.status.as_str().to_string(),
+            jit_email_domains: t.jit_email_domains.iter().map(|d| d.as_str().to_owned()).collect(),
             created_at: t.created_at,
             updated_at: t.updated_at,
             deleted_at: t.deleted_at,

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use carevault_db::{PlatformTx, TenantId, TenantStatus};
+use carevault_db::{EmailDomain, PlatformTx, TenantId, TenantStatus};
 use serde::Deserialize;
 
 use super::me::TenantResponse;
@@ -21,6 +21,16 @@ pub struct CreateTenantRequest {
     /// `active` (default), `suspended` or `trial`.
     #[schema(value_type = Option<schema::TenantStatusName>)]
     pub status: Option<String>,
+}
+
+/// `PUT /platform/tenants/{id}/jit-email-domains`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JitEmailDomainsRequest {
+    /// The whole new list (it replaces the old one); empty: nobody signs up by themselves.
+    /// Sorted and without repeats when stored.
+    #[schema(value_type = Vec<schema::EmailDomainName>, max_items = 50)]
+    pub domains: Vec<String>,
 }
 
 /// `GET /platform/tenants` filters.
@@ -104,6 +114,24 @@ async fn set_status(
         TenantStatus::Suspended => tx.tenants().suspend(id).await?,
         _ => tx.tenants().activate(id).await?,
     };
+    tx.commit().await?;
+    Ok(Json(tenant.into()))
+}
+
+/// Replaces the email domains whose users may sign up just in time when `JIT_PROVISIONING=domains`
+/// (audited `tenant.updated`).
+#[utoipa::path(put, path = "/api/v1/platform/tenants/{id}/jit-email-domains", operation_id = "setTenantJitEmailDomains", tag = "platform", security(("platform" = [])), params(("id" = uuid::Uuid, Path)), request_body = JitEmailDomainsRequest,
+    responses((status = 200, description = "The tenant, with its new list", body = TenantResponse), (status = 404, description = "No such tenant, or a deleted one", body = crate::error::ErrorEnvelope)))]
+pub async fn set_jit_email_domains(
+    State(state): State<AppState>,
+    auth: PlatformAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<JitEmailDomainsRequest>,
+) -> Result<Json<TenantResponse>, ApiError> {
+    let id: TenantId = parse_id(&id)?;
+    let domains = EmailDomain::parse_list(&body.domains)?;
+    let mut tx = PlatformTx::begin(&state.inner.platform_pool, auth.context).await?;
+    let tenant = tx.tenants().set_jit_email_domains(id, &domains).await?;
     tx.commit().await?;
     Ok(Json(tenant.into()))
 }

@@ -13,6 +13,7 @@ mod envelope;
 mod helpers;
 mod import;
 mod limits;
+mod provisioning;
 mod roles;
 mod search;
 mod tokens;

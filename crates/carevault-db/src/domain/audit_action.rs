@@ -82,6 +82,8 @@ audit_actions!(
     TenantDeleted => "tenant.deleted", Tenant,
     /// A tenant was restored (platform path).
     TenantRestored => "tenant.restored", Tenant,
+    /// A tenant's settings were changed (platform path): the metadata names the new values.
+    TenantUpdated => "tenant.updated", Tenant,
     /// The current tenant was read.
     TenantRead => "tenant.read", Tenant,
     /// A user was created.
@@ -142,6 +144,7 @@ mod tests {
         ("tenant.deleted", "tenant"),
         ("tenant.restored", "tenant"),
         ("tenant.read", "tenant"),
+        ("tenant.updated", "tenant"),
         ("user.created", "user"),
         ("user.read", "user"),
         ("user.listed", "user"),

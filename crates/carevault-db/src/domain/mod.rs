@@ -4,6 +4,7 @@
 
 mod audit_action;
 mod audit_context;
+mod email_domain;
 mod embedding;
 mod enums;
 mod ids;
@@ -13,6 +14,7 @@ mod text;
 
 pub use audit_action::{AuditAction, AuditResourceType};
 pub use audit_context::AuditContext;
+pub use email_domain::EmailDomain;
 pub use embedding::{EMBEDDING_DIMENSIONS, Embedding};
 pub use enums::{DocumentStatus, Environment, TenantStatus, UserRole};
 pub use ids::{AuditLogId, DocumentId, TenantId, UserId};

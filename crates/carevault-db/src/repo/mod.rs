@@ -8,7 +8,7 @@
 // text that sqlx 0.9 requires (`SqlSafeStr`), with no run-time string formatting.
 macro_rules! tenant_columns {
     () => {
-        "id, name, status, kms_key_arn, created_at, updated_at, deleted_at"
+        "id, name, status, kms_key_arn, jit_email_domains, created_at, updated_at, deleted_at"
     };
 }
 macro_rules! user_columns {

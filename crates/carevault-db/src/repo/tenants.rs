@@ -3,7 +3,7 @@ use serde_json::json;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
-use crate::domain::{AuditAction, BoundedText, Cursor, Deleted, Page, PageLimit, TenantId, TenantStatus};
+use crate::domain::{AuditAction, BoundedText, Cursor, Deleted, EmailDomain, Page, PageLimit, TenantId, TenantStatus};
 use crate::{DbError, PlatformTx};
 
 /// A tenant (one customer organisation).
@@ -17,6 +17,9 @@ pub struct Tenant {
     pub status: TenantStatus,
     /// The tenant's KMS key, for a later encryption issue.
     pub kms_key_arn: Option<String>,
+    /// The email domains whose users may sign up just in time (`JIT_PROVISIONING=domains`),
+    /// sorted; empty: nobody.
+    pub jit_email_domains: Vec<EmailDomain>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed (maintained by a trigger).
@@ -45,6 +48,12 @@ impl<'r> FromRow<'r, PgRow> for Tenant {
             name: row.try_get("name")?,
             status: TenantStatus::parse(&status).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
             kms_key_arn: row.try_get("kms_key_arn")?,
+            jit_email_domains: row
+                .try_get::<Vec<String>, _>("jit_email_domains")?
+                .iter()
+                .map(|d| EmailDomain::parse(d))
+                .collect::<Result<_, _>>()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             deleted_at: row.try_get("deleted_at")?,
@@ -157,6 +166,26 @@ impl Tenants<'_> {
             .await?;
         let tenant = tenant.ok_or(DbError::NotFound)?;
         self.tx.audit(id, action, json!({ "status": status.as_str() })).await?;
+        Ok(tenant)
+    }
+
+    /// Replaces the email domains whose users may sign up just in time (audited
+    /// `tenant.updated`, naming the new list). A deleted tenant is not found.
+    pub async fn set_jit_email_domains(&mut self, id: TenantId, domains: &[EmailDomain]) -> Result<Tenant, DbError> {
+        let texts: Vec<&str> = domains.iter().map(EmailDomain::as_str).collect();
+        let tenant: Option<Tenant> = self
+            .tx
+            .sql()
+            .query_as(concat!(
+                "UPDATE tenants SET jit_email_domains = $2 WHERE id = $1 AND deleted_at IS NULL RETURNING ",
+                tenant_columns!()
+            ))
+            .bind(id)
+            .bind(&texts)
+            .fetch_optional(self.tx.conn())
+            .await?;
+        let tenant = tenant.ok_or(DbError::NotFound)?;
+        self.tx.audit(id, AuditAction::TenantUpdated, json!({ "jit_email_domains": texts })).await?;
         Ok(tenant)
     }
 

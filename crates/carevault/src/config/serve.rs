@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use carevault_api::auth::AuthConfig;
-use carevault_api::{ApiConfig, Environment};
+use carevault_api::{ApiConfig, Environment, JitProvisioning};
 use carevault_db::PoolConfig;
 
 use super::auth::auth_with;
@@ -64,6 +64,7 @@ impl fmt::Debug for ServeConfig {
             .field("platform_api", &self.api.platform_api_token.is_some())
             .field("connections", &self.api.connections)
             .field("rate_limits", &self.api.rate_limits)
+            .field("jit_provisioning", &self.api.jit_provisioning)
             .field("auth", &self.auth)
             .finish()
     }
@@ -120,6 +121,7 @@ fn api_with(vars: &mut Vars<'_>, environment: Environment) -> ApiConfig {
         1024,
         1 << 30,
     );
+    let jit_provisioning = jit_with(vars, environment);
     let connections = connections_with(vars);
     let rate_limits = rate_limits_with(vars);
     let platform_api_token = vars.secret("PLATFORM_API_TOKEN");
@@ -140,7 +142,24 @@ fn api_with(vars: &mut Vars<'_>, environment: Environment) -> ApiConfig {
         platform_api_token,
         connections,
         rate_limits,
+        jit_provisioning,
     }
+}
+
+/// `JIT_PROVISIONING`: `off`, `on` or `domains`; unset, off in production and on elsewhere.
+fn jit_with(vars: &mut Vars<'_>, environment: Environment) -> JitProvisioning {
+    let default = JitProvisioning::default_for(environment);
+    let Some(text) = vars.get("JIT_PROVISIONING") else { return default };
+    JitProvisioning::parse(&text).unwrap_or_else(|| {
+        let modes: Vec<&str> = JitProvisioning::ALL.iter().map(JitProvisioning::as_str).collect();
+        vars.problem(format!(
+            "JIT_PROVISIONING must be one of {}, got {text:?}; unset it for the default ({} in {})",
+            modes.join(", "),
+            default.as_str(),
+            environment.as_str()
+        ));
+        default
+    })
 }
 
 #[cfg(test)]
@@ -169,6 +188,7 @@ mod tests {
         assert_eq!(config.api.platform_api_token, api.platform_api_token);
         assert_eq!(config.api.connections, api.connections);
         assert_eq!(config.api.rate_limits, api.rate_limits);
+        assert_eq!(config.api.jit_provisioning, api.jit_provisioning);
         // AuthConfig has no PartialEq; its Debug shows every field (the secret only as set or not).
         assert_eq!(format!("{:?}", config.auth), format!("{:?}", AuthConfig::default()));
         assert_eq!(config.auth.hs256_secret, None);
@@ -183,6 +203,21 @@ mod tests {
         assert_eq!(off.search_index_interval, None);
         let refused = serve(&[("SEARCH_INDEX_INTERVAL_SECONDS", "86401")], None).expect_err("above a day");
         assert!(mentions(&refused.0, &["SEARCH_INDEX_INTERVAL_SECONDS", "0 to 86400"]), "{:?}", refused.0);
+    }
+
+    #[test]
+    fn jit_provisioning_is_off_by_default_in_production_only_and_can_be_chosen() {
+        assert_eq!(serve(&[], None).expect("valid").api.jit_provisioning, JitProvisioning::On);
+        assert_eq!(serve(PRODUCTION_OK, None).expect("valid").api.jit_provisioning, JitProvisioning::Off);
+        let mut chosen = PRODUCTION_OK.to_vec();
+        chosen.push(("JIT_PROVISIONING", "domains"));
+        assert_eq!(serve(&chosen, None).expect("valid").api.jit_provisioning, JitProvisioning::Domains);
+        let refused = serve(&[("JIT_PROVISIONING", "yes")], None).expect_err("not a mode");
+        assert!(
+            mentions(&refused.0, &["JIT_PROVISIONING", "off, on, domains", "on in development"]),
+            "{:?}",
+            refused.0
+        );
     }
 
     #[test]
