@@ -53,7 +53,7 @@ impl OidcProvider {
         let script = script.unwrap_or_else(|e| panic!("installing the OIDC test provider failed: {e}"));
         let port = free_port();
         let (child, stderr) = spawn(&script, port);
-        let provider = OidcProvider { port, child, stderr, http: reqwest::Client::new() };
+        let mut provider = OidcProvider { port, child, stderr, http: reqwest::Client::new() };
         provider.wait_until_serving().await;
         provider
     }
@@ -95,11 +95,16 @@ impl OidcProvider {
     }
 
     /// Polls discovery until it names our issuer; fails with node's stderr on exit or timeout.
-    async fn wait_until_serving(&self) {
+    async fn wait_until_serving(&mut self) {
         let url = format!("{}/.well-known/openid-configuration", self.issuer());
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let mut last = String::from("no answer yet");
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Give the stderr reader a moment to collect node's last words.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                panic!("the OIDC provider exited ({status}) before serving {url}\nnode stderr:\n{}", self.stderr());
+            }
             match self.http.get(&url).timeout(Duration::from_secs(2)).send().await {
                 Ok(response) if response.status().is_success() => {
                     let doc: serde_json::Value = response.json().await.unwrap_or_default();
