@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 const PACKAGE_JSON: &str = include_str!("node/package.json");
 const PACKAGE_LOCK: &str = include_str!("node/package-lock.json");
@@ -42,6 +43,8 @@ pub struct OidcProvider {
     port: u16,
     child: Child,
     stderr: Arc<Mutex<String>>,
+    /// Copies node's stderr into `stderr`; ends when node closes it.
+    reader: JoinHandle<()>,
     http: reqwest::Client,
 }
 
@@ -52,8 +55,8 @@ impl OidcProvider {
         let script = tokio::task::spawn_blocking(installed_script).await.expect("the install task panicked");
         let script = script.unwrap_or_else(|e| panic!("installing the OIDC test provider failed: {e}"));
         let port = free_port();
-        let (child, stderr) = spawn(&script, port);
-        let mut provider = OidcProvider { port, child, stderr, http: reqwest::Client::new() };
+        let (child, stderr, reader) = spawn(&script, port);
+        let mut provider = OidcProvider { port, child, stderr, reader, http: reqwest::Client::new() };
         provider.wait_until_serving().await;
         provider
     }
@@ -67,8 +70,8 @@ impl OidcProvider {
     pub async fn restart(&mut self) {
         self.child.kill().await.expect("killing the OIDC provider");
         let script = tokio::task::spawn_blocking(installed_script).await.expect("the install task panicked");
-        let (child, stderr) = spawn(&script.expect("installed before the first start"), self.port);
-        (self.child, self.stderr) = (child, stderr);
+        let (child, stderr, reader) = spawn(&script.expect("installed before the first start"), self.port);
+        (self.child, self.stderr, self.reader) = (child, stderr, reader);
         self.wait_until_serving().await;
     }
 
@@ -101,8 +104,8 @@ impl OidcProvider {
         let mut last = String::from("no answer yet");
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                // Give the stderr reader a moment to collect node's last words.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // Let the reader collect node's last words (it ends at the pipe's end of file).
+                let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.reader).await;
                 panic!("the OIDC provider exited ({status}) before serving {url}\nnode stderr:\n{}", self.stderr());
             }
             match self.http.get(&url).timeout(Duration::from_secs(2)).send().await {
@@ -133,7 +136,7 @@ fn free_port() -> u16 {
 
 /// Starts `node <script> <port>` with stderr collected in the background (a full pipe would
 /// block node).
-fn spawn(script: &Path, port: u16) -> (Child, Arc<Mutex<String>>) {
+fn spawn(script: &Path, port: u16) -> (Child, Arc<Mutex<String>>, JoinHandle<()>) {
     let mut child = Command::new("node")
         .arg(script)
         .arg(port.to_string())
@@ -146,7 +149,7 @@ fn spawn(script: &Path, port: u16) -> (Child, Arc<Mutex<String>>) {
     let stderr = Arc::new(Mutex::new(String::new()));
     let mut pipe = child.stderr.take().expect("stderr is piped");
     let sink = Arc::clone(&stderr);
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let mut buffer = [0u8; 4096];
         while let Ok(n @ 1..) = pipe.read(&mut buffer).await {
             if let Ok(mut text) = sink.lock()
@@ -156,7 +159,7 @@ fn spawn(script: &Path, port: u16) -> (Child, Arc<Mutex<String>>) {
             }
         }
     });
-    (child, stderr)
+    (child, stderr, reader)
 }
 
 /// The installed copy of provider.mjs (next to its `node_modules`), installing on first use. Once
