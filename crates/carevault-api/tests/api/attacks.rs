@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{PLATFORM_TOKEN, Reply, SECRET, TestApp, document_body, read};
 
+mod hardening;
+
 /// What an attempt must produce.
 enum Expect {
     /// Exactly this status and error code.
@@ -789,6 +791,9 @@ async fn attacker_a_catalogue_every_attempt_is_refused_or_harmless() {
         Error(400, "VAL_001"),
     )
     .await;
+
+    // --- A server configured for production: provisioning by domain, rate and connection limits --
+    hardening::attempts(&mut c.entries).await;
 
     // --- Ground truth: tenant B untouched -------------------------------------------------------
     let b_after = app.audit_actions(b).await;
