@@ -80,11 +80,22 @@ impl TestApp {
         pool_config: PoolConfig,
         extra_routes: impl FnOnce(axum::Router<AppState>) -> axum::Router<AppState>,
     ) -> TestApp {
+        TestApp::spawn_full(configure, pool_config, extra_routes, std::future::ready).await
+    }
+
+    /// [`TestApp::spawn_custom`], with the tenant path's pool on the URL `app_url` makes of the
+    /// test database's (e.g. through a proxy that counts round trips).
+    pub async fn spawn_full<F: Future<Output = String>>(
+        configure: impl FnOnce(&mut ApiConfig, &mut AuthConfig),
+        pool_config: PoolConfig,
+        extra_routes: impl FnOnce(axum::Router<AppState>) -> axum::Router<AppState>,
+        app_url: impl FnOnce(String) -> F,
+    ) -> TestApp {
         let db = TestDb::new().await;
         let mut config = ApiConfig { platform_api_token: Some(PLATFORM_TOKEN.into()), ..ApiConfig::default() };
         let mut auth = AuthConfig { hs256_secret: Some(SECRET.into()), ..AuthConfig::default() };
         configure(&mut config, &mut auth);
-        let app_pool = AppPool::connect_lazy(&db.app_url(), pool_config).unwrap();
+        let app_pool = AppPool::connect_lazy(&app_url(db.app_url()).await, pool_config).unwrap();
         let platform_pool = PlatformPool::connect_lazy(&db.ops_url(), pool_config).unwrap();
         let authenticator = Authenticator::new(auth.clone(), reqwest::Client::new());
         let connections = config.connections;

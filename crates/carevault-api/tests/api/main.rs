@@ -15,6 +15,7 @@ mod import;
 mod limits;
 mod provisioning;
 mod roles;
+mod round_trips;
 mod search;
 mod tokens;
 mod transactions;
