@@ -168,6 +168,29 @@ class Env:
         return {"id": tid, "name": name, "sub": sub, "token": token}
 
 
+class EmbeddedEnv:
+    """The environment of the CLI and of `serve` on the embedded default, in a scratch data dir, with the
+    platform API enabled on `platform_token` (the fuzz and clients parts)."""
+
+    def __init__(self, data_dir, platform_token):
+        self.vars = dict(os.environ)
+        for k in ("DATABASE_URL", "APP_DATABASE_URL", "PLATFORM_DATABASE_URL", "JWT_HS256_SECRET"):
+            self.vars.pop(k, None)
+        self.vars.update({"CAREVAULT_DATA_DIR": data_dir, "LOG_LEVEL": "warn", "ENVIRONMENT": "development",
+                          "PLATFORM_API_TOKEN": platform_token})
+
+    def cli(self, *args):
+        r = subprocess.run([BIN, *args], env=self.vars, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"carevault {' '.join(args)}: {r.stderr.strip()[-400:]}")
+        return r.stdout.strip()
+
+    def demo_admin_token(self, ttl="3000"):
+        """A token of the seeded demo tenant's admin (`sub` demo-admin)."""
+        demo = next(t["id"] for t in json.loads(self.cli("tenant", "list", "--json")) if t["name"] == "Demo Clinic")
+        return self.cli("token", "mint", "--tenant", demo, "--sub", "demo-admin", "--ttl", ttl)
+
+
 SERVES = []
 CLUSTERS = []
 
