@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# The evidence suite (issue 5): attack catalogues, schema-driven fuzz, pooling through PgBouncer,
-# faults and load, each bounded in time and cleaning up after itself; renders docs/SECURITY_REPORT.md.
+# The evidence suite (issue 5): attack catalogues, schema-driven fuzz, clients generated from the
+# OpenAPI document (issue 13), pooling through PgBouncer, faults and load, each bounded in time and
+# cleaning up after itself; renders docs/SECURITY_REPORT.md.
 #
 #   bash scripts/evidence.sh            # about 7 minutes on the 2-core machine (396 s measured), build excluded
 #
 # Needs root for the PgBouncer part only (apt-get install pgbouncer; PgBouncer and PostgreSQL run as
-# the system user `carevault`), wrk (apt-get install wrk), python3 (stdlib) and network access to
-# PyPI once (schemathesis is installed into target/evidence/venv). Everything listens on 127.0.0.1
+# the system user `carevault`), wrk (apt-get install wrk), python3 (stdlib), a Java runtime for
+# openapi-generator (apt-get install openjdk-17-jre-headless; installed when run as root) and network
+# access to PyPI once (schemathesis, openapi-python-client and openapi-generator-cli, whose package
+# ships the generator's jar, are installed into target/evidence/venv). Everything listens on 127.0.0.1
 # or on private Unix sockets; scratch data lives under /var/tmp/cv-evidence-* and is removed.
-# Knobs: EVIDENCE_PARTS (default "attacks fuzz pooling faults load"), EVIDENCE_LOAD_SECONDS (60),
+# Knobs: EVIDENCE_PARTS (default "attacks fuzz clients pooling faults load"), EVIDENCE_LOAD_SECONDS (60),
 # EVIDENCE_FUZZ_SECONDS (120), EVIDENCE_BURST_SECONDS (10), EVIDENCE_KEEP=1 keeps scratch dirs,
 # EVIDENCE_REPORT (output path, default docs/SECURITY_REPORT.md).
 set -uo pipefail
@@ -16,7 +19,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 EV="$ROOT/target/evidence/run"
 REPORT="${EVIDENCE_REPORT:-$ROOT/docs/SECURITY_REPORT.md}"
-PARTS="${EVIDENCE_PARTS:-attacks fuzz pooling faults load}"
+PARTS="${EVIDENCE_PARTS:-attacks fuzz clients pooling faults load}"
 rm -rf "$EV"
 mkdir -p "$EV"
 SUITE_START=$(date +%s)
@@ -69,6 +72,19 @@ for part in $PARTS; do
         run_part fuzz "$(( ${EVIDENCE_FUZZ_SECONDS:-120} + 420 ))" \
             env EVIDENCE_FUZZ_SECONDS="${EVIDENCE_FUZZ_SECONDS:-120}" \
             python3 scripts/evidence/fuzz.py "$EV" "$VENV/bin/schemathesis"
+        ;;
+    clients)
+        VENV="$ROOT/target/evidence/venv"
+        if [[ ! -x "$VENV/bin/openapi-generator-cli" || ! -x "$VENV/bin/openapi-python-client" ]]; then
+            say "installing openapi-python-client and openapi-generator-cli into $VENV (PyPI)"
+            [[ -x "$VENV/bin/pip" ]] || python3 -m venv "$VENV"
+            "$VENV/bin/pip" install -q "openapi-python-client==0.29.1" "openapi-generator-cli==7.26.0" >&2
+        fi
+        # openapi-generator-cli's PyPI package ships the generator's jar; it needs a Java runtime.
+        if ! command -v java >/dev/null && [[ $EUID -eq 0 ]]; then
+            say "installing a Java runtime (apt)"; apt-get install -y openjdk-17-jre-headless >/dev/null
+        fi
+        run_part clients 900 python3 scripts/evidence/clients.py "$EV" "$VENV"
         ;;
     pooling) run_part pooling 600 python3 scripts/evidence/pooling.py "$EV" ;;
     faults) run_part faults 600 python3 scripts/evidence/faults.py "$EV" ;;

@@ -133,6 +133,11 @@ class Cluster:
         return r.stdout.strip()
 
 
+# The parts exercise the server and the database, not the request rate limiter: one user sends
+# thousands of requests a minute here (tests/api/limits.rs and the attack catalogue test the limiter).
+UNLIMITED = {"RATE_LIMIT_USER_PER_MINUTE": "0", "RATE_LIMIT_TENANT_PER_MINUTE": "0"}
+
+
 class Env:
     """The environment of the CLI and of `serve` against a Cluster (DATABASE_URL = superuser owner URL)."""
 
@@ -149,10 +154,7 @@ class Env:
             "CAREVAULT_EMBEDDED": "0",
             "ENVIRONMENT": "development",
             "LOG_LEVEL": "warn",
-            # The parts measure the server and the database, not the request rate limiter (one
-            # user sends thousands of requests a minute here); tests/api/limits.rs tests the limiter.
-            "RATE_LIMIT_USER_PER_MINUTE": "0",
-            "RATE_LIMIT_TENANT_PER_MINUTE": "0",
+            **UNLIMITED,
         })
         if extra:
             self.vars.update(extra)
@@ -170,6 +172,29 @@ class Env:
         self.cli("user", "create", "--tenant", tid, "--email", f"{sub}@example.test", "--role", role, "--sub", sub)
         token = self.cli("token", "mint", "--tenant", tid, "--sub", sub, "--ttl", "3000")
         return {"id": tid, "name": name, "sub": sub, "token": token}
+
+
+class EmbeddedEnv:
+    """The environment of the CLI and of `serve` on the embedded default, in a scratch data dir, with the
+    platform API enabled on `platform_token` (the fuzz and clients parts)."""
+
+    def __init__(self, data_dir, platform_token):
+        self.vars = dict(os.environ)
+        for k in ("DATABASE_URL", "APP_DATABASE_URL", "PLATFORM_DATABASE_URL", "JWT_HS256_SECRET"):
+            self.vars.pop(k, None)
+        self.vars.update({"CAREVAULT_DATA_DIR": data_dir, "LOG_LEVEL": "warn", "ENVIRONMENT": "development",
+                          "PLATFORM_API_TOKEN": platform_token, **UNLIMITED})
+
+    def cli(self, *args):
+        r = subprocess.run([BIN, *args], env=self.vars, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"carevault {' '.join(args)}: {r.stderr.strip()[-400:]}")
+        return r.stdout.strip()
+
+    def demo_admin_token(self, ttl="3000"):
+        """A token of the seeded demo tenant's admin (`sub` demo-admin)."""
+        demo = next(t["id"] for t in json.loads(self.cli("tenant", "list", "--json")) if t["name"] == "Demo Clinic")
+        return self.cli("token", "mint", "--tenant", demo, "--sub", "demo-admin", "--ttl", ttl)
 
 
 SERVES = []

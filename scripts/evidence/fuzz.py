@@ -7,7 +7,10 @@ tenant itself should show up).
 ST301 ("deleted resource still available") is checked against the service's own audit trail: the
 stateful phase runs two workers, and one may restore (POST .../restore) what the other deleted. A
 report whose resource has an audited `*.restored` row after its `*.deleted` row is listed as
-explained, not counted as a failure; any other stays a failure. Writes fuzz.json into argv[1]."""
+explained, not counted as a failure; any other stays a failure. Two rules are in descriptions only,
+metadata's (a free-form object, so that client generators can use it) and If-Match's (the current
+version's ETag or `*`, else 412): the hooks of fuzz_hooks.py keep generated requests within them.
+Writes fuzz.json into argv[1]."""
 
 import base64
 import collections
@@ -28,6 +31,8 @@ ST = sys.argv[2]  # the schemathesis executable
 MAX_TIME = int(os.environ.get("EVIDENCE_FUZZ_SECONDS", "120"))
 PLATFORM_SECONDS = max(30, MAX_TIME // 3)
 MAX_EXAMPLES = os.environ.get("EVIDENCE_FUZZ_EXAMPLES", "25")
+# Keeps generated metadata and If-Match within the rules stated in descriptions only (see the file).
+HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz_hooks.py")
 DELETED = re.compile(r"deleted with `DELETE (/api/v1/(users|documents)/([0-9a-f-]{36}))`")
 
 
@@ -42,7 +47,7 @@ def run_pass(name, port, token, selection, seconds, base, secrets_to_hide):
                                               for c in cmd[1:]))
     t0 = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 240, cwd=base,
-                       env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
+                       env={**os.environ, "SCHEMATHESIS_HOOKS": HOOKS})
     output = r.stdout + r.stderr
     for secret in secrets_to_hide:
         output = output.replace(secret, "***")
@@ -94,24 +99,9 @@ def main():
     result = {}
     try:
         platform_token = "fuzz-platform-" + os.urandom(24).hex()
-        env_vars = dict(os.environ)
-        for k in ("DATABASE_URL", "APP_DATABASE_URL", "PLATFORM_DATABASE_URL", "JWT_HS256_SECRET"):
-            env_vars.pop(k, None)
-        env_vars.update({"CAREVAULT_DATA_DIR": base, "LOG_LEVEL": "warn", "ENVIRONMENT": "development",
-                         "PLATFORM_API_TOKEN": platform_token})
-
-        class E:
-            vars = env_vars
-
-            def cli(self, *args):
-                r = subprocess.run([evlib.BIN, *args], env=env_vars, capture_output=True, text=True)
-                if r.returncode != 0:
-                    raise RuntimeError(f"carevault {' '.join(args)}: {r.stderr.strip()[-400:]}")
-                return r.stdout.strip()
-        env = E()
+        env = evlib.EmbeddedEnv(base, platform_token)
         serve = evlib.Serve(env, evlib.free_port(), os.path.join(base, "serve.log")).start(timeout=180)
-        demo = next(t["id"] for t in json.loads(env.cli("tenant", "list", "--json")) if t["name"] == "Demo Clinic")
-        admin = env.cli("token", "mint", "--tenant", demo, "--sub", "demo-admin", "--ttl", "3000")
+        admin = env.demo_admin_token()
         other = env.cli("tenant", "create", "--name", "Fuzz Other Clinic")
         env.cli("user", "create", "--tenant", other, "--email", "other@example.test", "--role", "admin", "--sub",
                 "other-admin")
@@ -155,7 +145,9 @@ def main():
             "command": f"schemathesis run http://127.0.0.1:PORT/openapi.json -H 'Authorization: Bearer <token>' "
                        f"--checks all --max-examples {MAX_EXAMPLES} --workers 2 --seed 1, twice: "
                        f"--exclude-tag platform with the demo admin's JWT (--max-time {MAX_TIME}), "
-                       f"--include-tag platform with PLATFORM_API_TOKEN (--max-time {PLATFORM_SECONDS})",
+                       f"--include-tag platform with PLATFORM_API_TOKEN (--max-time {PLATFORM_SECONDS}); "
+                       f"SCHEMATHESIS_HOOKS=scripts/evidence/fuzz_hooks.py keeps generated metadata and If-Match "
+                       f"within the rules their descriptions state",
             "version": subprocess.run([ST, "--version"], capture_output=True, text=True).stdout.strip(),
         }
         serve.stop()

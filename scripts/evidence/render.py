@@ -59,6 +59,38 @@ def machine():
     return f"{osname}, kernel {platform.release()}, {os.cpu_count()} cores ({cpu}), {mem} RAM"
 
 
+def clients(w, data, failed):
+    """The generated-clients subsection: per generator, operations generated, imports and calls."""
+    w("### Generated clients (`/openapi.json` through openapi-python-client and openapi-generator)")
+    w("")
+    if not data or not data.get("ran"):
+        w(f"**Not run**: {data.get('error') if data else 'part not selected'}.")
+        w("")
+        failed.append("clients not run")
+        return
+    w(f"Each generator turns the running server's document ({data['operations']} operations) into a Python "
+      "client; every module of the package is imported, and one call per operation goes through the client to "
+      "the same server (the tenant API as the demo admin, the platform API on its token), each checked for "
+      "the documented success status and its content (metadata round trip, a JSON Merge Patch with a `null` "
+      "member, `If-Match` from the ETag read).")
+    w("")
+    w("| generator | operations generated | package imports | operations called successfully | generator "
+      "warnings | result |")
+    w("|---|---:|---|---:|---|---|")
+    for g in data["generators"]:
+        missing = f" (missing: {', '.join(g['missing'])})" if g["missing"] else ""
+        imports = "yes" if g["import_ok"] else "**no**: " + cell("; ".join(g["import_failures"]) or g["error"], 300)
+        w(f"| `{cell(g['version'])}`: `{cell(g['command'])}` | {g['operations_generated']} of "
+          f"{g['operations_in_document']}{missing} | {imports} | {g['operations_called_ok']} of "
+          f"{g['operations_in_document']} | {cell('; '.join(g['warnings']) or 'none', 600)} | "
+          f"{verdict(g['passed'])} |")
+        for c in g["failed_calls"]:
+            w(f"| | | | `{cell(c['operation'])}` failed (status {c['status']}): {cell(c.get('error', ''), 300)} | | |")
+        if not g["passed"]:
+            failed.append(f"clients: {g['generator']}")
+    w("")
+
+
 def main():
     lines, failed = [], []
     p = parts()
@@ -164,6 +196,7 @@ def main():
                 if mismatch:
                     failed.append("fuzz: schema mismatches")
             w("")
+            clients(w, load("clients.json"), failed)
 
     # 3 pooling
     w("## 3. Pooling: tenant context through PgBouncer (transaction mode) and directly")

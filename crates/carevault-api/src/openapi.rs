@@ -22,10 +22,10 @@ use crate::schema;
         platform::create, platform::list, platform::suspend, platform::activate, platform::set_jit_email_domains,
     ),
     // The request schemas reach the document through the operations, except those only referred to
-    // by query parameters or by `$ref` (metadata is recursive).
+    // by query parameters or through `value_type` (metadata).
     components(schemas(
         ErrorEnvelope, ErrorBody, ErrorCode,
-        schema::MetadataObject, schema::MetadataValue, schema::DocumentStatusName, schema::DeletedFilter,
+        schema::MetadataObject, schema::DocumentStatusName, schema::DeletedFilter,
         schema::DocumentInclude, schema::PageCursor, schema::Text255, schema::AuditActionName,
         schema::AuditResourceTypeName,
     )),

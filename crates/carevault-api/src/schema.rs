@@ -5,20 +5,20 @@
 //! The handlers take the fields as sent and parse them with the domain types of carevault-db (so
 //! that a bad value is a 422 naming its field); these types exist only for the document, and each
 //! one names the parser whose rule it states. The rules are stated exactly, not approximately, except
-//! metadata's size and depth, which JSON Schema cannot express and only its description gives: the
-//! evidence suite's schemathesis run checks both directions (a request the schema allows must be
-//! accepted, ST202; one it forbids must be refused, ST201), `tests/schema_rules.rs` checks the
-//! patterns and bounds against the parsers, and `handlers::tests` the cursor pattern.
-
-use std::borrow::Cow;
+//! metadata's: its schema is a free-form object and its description alone gives its rules (no NUL,
+//! numbers below 1e300, size, depth), so that client generators can use it (see [`MetadataObject`]).
+//! The evidence suite's schemathesis run checks both directions (a request the schema allows must be
+//! accepted, ST202; one it forbids must be refused, ST201), keeping the metadata it generates within
+//! that description; `tests/schema_rules.rs` checks the patterns and bounds against the parsers, and
+//! `handlers::tests` the cursor pattern.
 
 use carevault_db::{
     AuditAction, AuditResourceType, BoundedText, Deleted, DocumentStatus, Email, EmailDomain, Embedding,
     METADATA_MAX_BYTES, METADATA_MAX_DEPTH, METADATA_MAX_NUMBER, TenantStatus, UserRole, ValidationError,
 };
 use serde_json::Value;
-use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type};
-use utoipa::openapi::{Ref, RefOr};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
 /// The characters `str::trim` removes: Unicode `White_Space`, as `char::is_whitespace`.
@@ -228,52 +228,33 @@ schema_type!(
         .into()
 );
 schema_type!(
-    /// `Metadata::parse`: an object whose keys and strings have no NUL and whose numbers are below
-    /// 1e300 in magnitude. Its size (64 KiB) and depth (16) limits are in the description only.
+    /// `Metadata::parse`, stated as a free-form object (`additionalProperties: true`) whose rules
+    /// are all in its description: no NUL character in keys or strings, numbers below 1e300 in
+    /// magnitude, at most 64 KiB and 16 levels.
+    ///
+    /// Size and depth cannot be stated in JSON Schema at all. The other two could, but only by a
+    /// schema that refers to itself (a value is a string, a number, …, an array of values or an
+    /// object of values), and the mainstream client generators do not follow such a schema:
+    /// openapi-python-client 0.29 drops it with every operation and model that uses it
+    /// (`PATCH /documents/{id}` and the create request, whose generated code then imports a
+    /// module that does not exist), and openapi-generator 7 wraps every value in a `MetadataValue`
+    /// class whose integers must fit in 32 bits. A free-form object is what both turn into a plain
+    /// `dict`. The evidence suite's schemathesis run keeps the metadata it generates within the
+    /// description (`scripts/evidence/fuzz_hooks.py`), and `tests/schema_rules.rs` checks that the
+    /// description names the parser's own limits and that no schema refers to itself.
     MetadataObject => ObjectBuilder::new()
         .schema_type(Type::Object)
-        .property_names(Some(no_nul_string()))
-        .additional_properties(Some(Ref::from_schema_name(MetadataValue::name())))
+        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
         .description(Some(format!(
-            "A JSON object of at most {} KiB and {METADATA_MAX_DEPTH} levels; no NUL character in keys or \
-             strings, numbers below {METADATA_MAX_NUMBER:e} in magnitude.",
+            "A JSON object of at most {} KiB (serialized) and {METADATA_MAX_DEPTH} levels of nesting (the \
+             object itself is the first); no NUL character (U+0000) in any key or string, and every number \
+             below {METADATA_MAX_NUMBER:e} in magnitude, at any depth. These rules are stated here only: a \
+             schema for them would have to refer to itself, which client generators do not follow. A \
+             request that breaks one is refused with 422 VAL_003.",
             METADATA_MAX_BYTES / 1024
         )))
         .into()
 );
-
-/// A value inside metadata (recursive through [`MetadataObject`]).
-#[derive(Debug)]
-pub struct MetadataValue;
-
-impl PartialSchema for MetadataValue {
-    fn schema() -> RefOr<Schema> {
-        let bounded_number = ObjectBuilder::new()
-            .schema_type(Type::Number)
-            .exclusive_minimum(Some(-METADATA_MAX_NUMBER))
-            .exclusive_maximum(Some(METADATA_MAX_NUMBER));
-        RefOr::T(
-            AnyOfBuilder::new()
-                .item(no_nul_string())
-                .item(bounded_number)
-                .item(ObjectBuilder::new().schema_type(Type::Boolean))
-                .item(ObjectBuilder::new().schema_type(Type::Null))
-                .item(ArrayBuilder::new().items(Ref::from_schema_name(Self::name())))
-                .item(Ref::from_schema_name(MetadataObject::name()))
-                .into(),
-        )
-    }
-}
-
-impl ToSchema for MetadataValue {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("MetadataValue")
-    }
-}
-
-fn no_nul_string() -> ObjectBuilder {
-    ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^[^\x00]*$"))
-}
 
 /// Adds what utoipa's typed schemas cannot hold: the rule of [`EmbeddingValues`] that one value
 /// must reach 1e-15 in magnitude, a `contains` (JSON Schema 2020-12 core §10.3.1.3).

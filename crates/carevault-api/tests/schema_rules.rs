@@ -6,7 +6,9 @@
 use std::sync::LazyLock;
 
 use carevault_api::schema::{domain_pattern, email_pattern, text_pattern};
-use carevault_db::{BoundedText, Email, EmailDomain, Embedding};
+use carevault_db::{
+    BoundedText, Email, EmailDomain, Embedding, METADATA_MAX_BYTES, METADATA_MAX_DEPTH, METADATA_MAX_NUMBER, Metadata,
+};
 use proptest::prelude::*;
 use regex::Regex;
 use serde_json::Value;
@@ -148,9 +150,105 @@ fn the_documents_numeric_bounds_are_the_parsers() {
     let least = &embedding["contains"]["anyOf"];
     assert_eq!(least[0]["minimum"].as_f64(), Some(Embedding::MIN_LARGEST_MAGNITUDE));
     assert_eq!(least[1]["maximum"].as_f64(), Some(-Embedding::MIN_LARGEST_MAGNITUDE));
-    let number = &schemas["MetadataValue"]["anyOf"][1];
-    assert_eq!(number["exclusiveMaximum"].as_f64(), Some(1e300));
-    assert_eq!(number["exclusiveMinimum"].as_f64(), Some(-1e300));
+}
+
+/// Metadata is a free-form object (what client generators turn into a plain map), and its
+/// description states every rule of `Metadata::parse` with the parser's own limits: they are
+/// stated nowhere else in the document.
+#[test]
+fn metadatas_rules_are_in_its_description() {
+    let document: Value = serde_json::from_str(&carevault_api::openapi::openapi_json(true)).unwrap();
+    let metadata = &document["components"]["schemas"]["MetadataObject"];
+    assert_eq!(metadata["type"], "object");
+    assert_eq!(metadata["additionalProperties"], true);
+    let description = metadata["description"].as_str().unwrap();
+    for rule in [
+        format!("{} KiB", METADATA_MAX_BYTES / 1024),
+        format!("{METADATA_MAX_DEPTH} levels"),
+        format!("below {METADATA_MAX_NUMBER:e} in magnitude"),
+        "no NUL character (U+0000) in any key or string".to_owned(),
+        "422 VAL_003".to_owned(),
+    ] {
+        assert!(description.contains(&rule), "{rule:?} is not in {description:?}");
+    }
+    assert_eq!(format!("{METADATA_MAX_NUMBER:e}"), "1e300");
+    // Each rule is the parser's: the largest allowed value passes, one step past it does not.
+    let nested = |levels: usize| (1..levels).fold(serde_json::json!({}), |inner, _| serde_json::json!({ "n": inner }));
+    assert!(Metadata::parse(nested(METADATA_MAX_DEPTH)).is_ok());
+    assert!(Metadata::parse(nested(METADATA_MAX_DEPTH + 1)).is_err());
+    assert!(Metadata::parse(serde_json::json!({ "x": 9.99e299, "k": "text" })).is_ok());
+    assert!(Metadata::parse(serde_json::json!({ "x": [METADATA_MAX_NUMBER] })).is_err());
+    assert!(Metadata::parse(serde_json::json!({ "a": { "b\u{0}": 1 } })).is_err());
+    assert!(Metadata::parse(serde_json::json!({ "a": ["\u{0}"] })).is_err());
+    let filler = |len: usize| serde_json::json!({ "x": "y".repeat(len) });
+    let overhead = filler(0).to_string().len();
+    assert!(Metadata::parse(filler(METADATA_MAX_BYTES - overhead)).is_ok());
+    assert!(Metadata::parse(filler(METADATA_MAX_BYTES - overhead + 1)).is_err());
+}
+
+/// The `$ref`s of a schema, as component names.
+fn references(schema: &Value, found: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value.as_str()) {
+                    ("$ref", Some(target)) => {
+                        found.push(target.trim_start_matches("#/components/schemas/").to_owned());
+                    }
+                    _ => references(value, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| references(item, found)),
+        _ => {}
+    }
+}
+
+/// The component schemas that refer to themselves, directly or through others.
+fn recursive_schemas(document: &Value) -> Vec<String> {
+    let schemas = document["components"]["schemas"].as_object().expect("the document has component schemas");
+    let mut recursive = Vec::new();
+    for name in schemas.keys() {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut next = Vec::new();
+        references(&schemas[name], &mut next);
+        while let Some(target) = next.pop() {
+            if target == *name {
+                recursive.push(name.clone());
+                break;
+            }
+            if seen.insert(target.clone()) {
+                references(&schemas[&target], &mut next);
+            }
+        }
+    }
+    recursive
+}
+
+/// No schema of the document refers to itself, directly or indirectly: openapi-python-client
+/// drops such a schema with every operation and model that uses it, and openapi-generator wraps
+/// its values in classes of its own. A rule that needs recursion goes into a description instead
+/// (metadata's, above).
+#[test]
+fn no_schema_refers_to_itself() {
+    for with_platform in [true, false] {
+        let document: Value = serde_json::from_str(&carevault_api::openapi::openapi_json(with_platform)).unwrap();
+        assert_eq!(recursive_schemas(&document), Vec::<String>::new());
+    }
+    // Not vacuous: the recursive metadata schema of before is found, and so is a longer cycle.
+    let mut before: Value = serde_json::from_str(&carevault_api::openapi::openapi_json(false)).unwrap();
+    let schemas = before["components"]["schemas"].as_object_mut().unwrap();
+    schemas["MetadataObject"]["additionalProperties"] =
+        serde_json::json!({"$ref": "#/components/schemas/MetadataValue"});
+    schemas.insert(
+        "MetadataValue".into(),
+        serde_json::json!({"anyOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"$ref": "#/components/schemas/MetadataValue"}},
+            {"$ref": "#/components/schemas/MetadataObject"},
+        ]}),
+    );
+    assert_eq!(recursive_schemas(&before), ["MetadataObject", "MetadataValue"]);
 }
 
 #[test]
