@@ -246,10 +246,12 @@ class Scenario:
                               body=("CreateTenantRequest", {"name": f"Tenant {tag}"}))
         self.step("listTenants", "platform", 200, limit=5)
         if not self.needs(tenant, "suspendTenant"):
-            return self.needs(None, "activateTenant")
+            return [self.needs(None, op) for op in ("activateTenant", "setTenantJitEmailDomains")]
         tid = str(tenant.id)
         self.step("suspendTenant", "platform", 200, equal("suspended", "status"), id=tid)
         self.step("activateTenant", "platform", 200, equal("active", "status"), id=tid)
+        self.step("setTenantJitEmailDomains", "platform", 200, equal(["clinic.example"], "jit_email_domains"), id=tid,
+                  body=("JitEmailDomainsRequest", {"domains": ["Clinic.Example"]}))
 
 
 ADAPTERS = {"openapi-python-client": OpenapiPythonClient, "openapi-generator": OpenapiGenerator}
