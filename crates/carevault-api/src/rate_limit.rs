@@ -75,6 +75,8 @@ pub(crate) struct RateLimiter {
     refused_user: AtomicU64,
     refused_tenant: AtomicU64,
     last_report: Mutex<Option<Instant>>,
+    /// The limiters' own clock kind, made once: `Retry-After` is measured on it.
+    clock: DefaultClock,
 }
 
 impl RateLimiter {
@@ -86,6 +88,7 @@ impl RateLimiter {
             refused_user: AtomicU64::new(0),
             refused_tenant: AtomicU64::new(0),
             last_report: Mutex::new(None),
+            clock: DefaultClock::default(),
         }
     }
 
@@ -95,16 +98,15 @@ impl RateLimiter {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.prune();
         }
-        let now = DefaultClock::default().now();
         if let Some(users) = &self.users
             && let Err(not_until) = users.check_key(&(tenant, sub.to_owned()))
         {
-            return Err(self.refuse(Scope::User, tenant, not_until.wait_time_from(now)));
+            return Err(self.refuse(Scope::User, tenant, not_until.wait_time_from(self.clock.now())));
         }
         if let Some(tenants) = &self.tenants
             && let Err(not_until) = tenants.check_key(&tenant)
         {
-            return Err(self.refuse(Scope::Tenant, tenant, not_until.wait_time_from(now)));
+            return Err(self.refuse(Scope::Tenant, tenant, not_until.wait_time_from(self.clock.now())));
         }
         Ok(())
     }

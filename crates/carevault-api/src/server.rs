@@ -86,6 +86,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Responses go out as soon as they are written, not held back by Nagle's algorithm
+        // waiting for the client's delayed ACK of the previous segment.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, "cannot set TCP_NODELAY: {error}");
+        }
         let service = app.clone().map_request(move |request: hyper::Request<Incoming>| {
             let mut request = request.map(Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
