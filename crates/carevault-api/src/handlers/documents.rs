@@ -297,7 +297,7 @@ pub async fn get(
 /// Changes a document (member, admin; audited `document.updated` with the names of the fields
 /// set). `metadata` is a JSON Merge Patch. With `If-Match`, only the version it names changes.
 #[utoipa::path(patch, path = "/api/v1/documents/{id}", operation_id = "updateDocument", tag = "documents", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag answered by GET, or `*`: change only that version. Any other value is answered 412 RES_412 (RFC 9110, 13.1.1): the schema cannot state that rule.")),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = super::etag::IF_MATCH_CHANGE)),
     request_body = UpdateDocumentRequest, responses((status = 200, description = "The document, updated", body = DocumentResponse), (status = 404, description = "No such document in the caller's tenant", body = crate::error::ErrorEnvelope),
         (status = 412, description = "If-Match names another version", body = crate::error::ErrorEnvelope)))]
 pub async fn update(
@@ -343,7 +343,7 @@ pub async fn update(
 /// Soft-deletes a document (member, admin; audited `document.deleted`). With `If-Match`, only
 /// the version it names.
 #[utoipa::path(delete, path = "/api/v1/documents/{id}", operation_id = "deleteDocument", tag = "documents", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag answered by GET, or `*`: delete only that version. Any other value is answered 412 RES_412 (RFC 9110, 13.1.1): the schema cannot state that rule.")),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = super::etag::IF_MATCH_DELETE)),
     responses((status = 200, description = "The document, soft-deleted", body = DocumentResponse), (status = 404, description = "No such document in the caller's tenant", body = crate::error::ErrorEnvelope),
         (status = 412, description = "If-Match names another version", body = crate::error::ErrorEnvelope)))]
 pub async fn delete(

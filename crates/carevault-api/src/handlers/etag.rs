@@ -75,3 +75,11 @@ pub(crate) fn check_if_match(headers: &HeaderMap, current: &impl Versioned) -> R
         Err(ApiError::new(ErrorCode::Res412).with_message("If-Match does not name the current version: read it again"))
     }
 }
+
+/// The `If-Match` parameter of a `PATCH`, as the OpenAPI document states it. Any value but a
+/// current ETag or `*` is answered 412 (RFC 9110, 13.1.1), a rule a schema cannot state.
+pub(crate) const IF_MATCH_CHANGE: &str = "An ETag answered by GET, or `*`: change only that version. Any other value is \
+                                          answered 412 RES_412 (RFC 9110, 13.1.1): the schema cannot state that rule.";
+/// The `If-Match` parameter of a `DELETE` (see [`IF_MATCH_CHANGE`]).
+pub(crate) const IF_MATCH_DELETE: &str = "An ETag answered by GET, or `*`: delete only that version. Any other value is \
+                                          answered 412 RES_412 (RFC 9110, 13.1.1): the schema cannot state that rule.";

@@ -158,7 +158,7 @@ pub async fn get(authed: Authed<Viewer>, Path(id): Path<String>) -> Result<(Etag
 /// Changes a user (admin; audited `user.updated` with the names of the fields set). With
 /// `If-Match`, only the version it names changes.
 #[utoipa::path(patch, path = "/api/v1/users/{id}", operation_id = "updateUser", tag = "users", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag answered by GET, or `*`: change only that version. Any other value is answered 412 RES_412 (RFC 9110, 13.1.1): the schema cannot state that rule.")),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = super::etag::IF_MATCH_CHANGE)),
     request_body = UpdateUserRequest, responses((status = 200, description = "The user, updated", body = UserResponse), (status = 404, description = "No such user in the caller's tenant", body = crate::error::ErrorEnvelope),
         (status = 409, description = "the email or identity subject is taken, or the change would remove the caller's own admin access", body = crate::error::ErrorEnvelope),
         (status = 412, description = "If-Match names another version", body = crate::error::ErrorEnvelope)))]
@@ -202,7 +202,7 @@ pub async fn update(
 /// Soft-deletes a user (admin; audited `user.deleted`). With `If-Match`, only the version it
 /// names.
 #[utoipa::path(delete, path = "/api/v1/users/{id}", operation_id = "deleteUser", tag = "users", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag answered by GET, or `*`: delete only that version. Any other value is answered 412 RES_412 (RFC 9110, 13.1.1): the schema cannot state that rule.")),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = super::etag::IF_MATCH_DELETE)),
     responses((status = 200, description = "The user, soft-deleted", body = UserResponse), (status = 404, description = "No such user in the caller's tenant", body = crate::error::ErrorEnvelope),
         (status = 409, description = "the caller cannot delete themselves", body = crate::error::ErrorEnvelope),
         (status = 412, description = "If-Match names another version", body = crate::error::ErrorEnvelope)))]
