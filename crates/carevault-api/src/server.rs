@@ -9,6 +9,9 @@
 //!   must arrive within it, or hyper closes the connection. hyper starts the same timer when it
 //!   waits for the next request on a kept-alive connection, so it also bounds how long an idle
 //!   keep-alive connection stays open.
+//! * **Write stall timeout** ([`ConnectionLimits::write_stall_timeout`]): an answer the client
+//!   takes no byte of for that long closes the connection ([`write_stall`]), so a client that
+//!   never reads cannot hold its place either.
 //! * **Connection cap** ([`ConnectionLimits::max_connections`]): at the cap the loop stops
 //!   accepting until a connection closes; further clients wait in the kernel's listen backlog
 //!   instead of taking a descriptor each.
@@ -16,7 +19,9 @@
 //!   which covers reading the body, as the handlers read it.
 //!
 //! Shutdown stops accepting, asks every connection to finish its request in flight and close
-//! (hyper's graceful shutdown), and returns when all are closed; the caller bounds that wait.
+//! (hyper's graceful shutdown), and returns when all are closed: within the request timeout plus
+//! the write stall timeout, since every connection is then in flight, idle (closed at once) or
+//! within its header or write bounds. The binary bounds that wait once more.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,26 +38,39 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
+use self::write_stall::WriteStall;
+
+mod write_stall;
+
 /// Default of `HEADER_READ_TIMEOUT_SECONDS`.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `WRITE_STALL_TIMEOUT_SECONDS`.
+pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default of `MAX_CONNECTIONS`: well below the usual 1,024 open files of a process, which also
 /// has its database connections and files to keep.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
-/// How many connections the server keeps open, and how long a client may take to send a request
-/// head (`HEADER_READ_TIMEOUT_SECONDS`, `MAX_CONNECTIONS`).
+/// How many connections the server keeps open, how long a client may take to send a request head,
+/// and how long it may leave an answer untaken (`HEADER_READ_TIMEOUT_SECONDS`, `MAX_CONNECTIONS`,
+/// `WRITE_STALL_TIMEOUT_SECONDS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// A request head (request line and headers) must arrive within this, counted from the moment
     /// the server waits for it: on a new connection, and between requests on a kept-alive one.
     pub header_read_timeout: Duration,
+    /// A write to the client that makes no progress for this long closes the connection.
+    pub write_stall_timeout: Duration,
     /// At most this many connections are open at once; more wait to be accepted.
     pub max_connections: usize,
 }
 
 impl Default for ConnectionLimits {
     fn default() -> ConnectionLimits {
-        ConnectionLimits { header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT, max_connections: DEFAULT_MAX_CONNECTIONS }
+        ConnectionLimits {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
     }
 }
 
@@ -98,7 +116,8 @@ pub async fn serve(
         });
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
+        let io = TokioIo::new(WriteStall::new(stream, limits.write_stall_timeout));
+        let connection = graceful.watch(http.serve_connection(io, TowerToHyperService::new(service)));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 // A client that went away or timed out: not the server's fault, and not news.

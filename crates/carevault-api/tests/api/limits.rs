@@ -13,11 +13,15 @@ use tokio::net::TcpStream;
 
 use crate::helpers::TestApp;
 
-const HEAD_TIMEOUT: Duration = Duration::from_secs(1);
+/// Long enough that the checks made before it passes (a few local round trips) fit on a stalled
+/// CI machine, short enough for a test.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+const WRITE_STALL: Duration = Duration::from_secs(1);
 
 async fn app_with_connection_limits(max_connections: usize) -> TestApp {
     TestApp::spawn_with(|config, _| {
-        config.connections = ConnectionLimits { header_read_timeout: HEAD_TIMEOUT, max_connections };
+        config.connections =
+            ConnectionLimits { header_read_timeout: HEAD_TIMEOUT, write_stall_timeout: WRITE_STALL, max_connections };
     })
     .await
 }
@@ -89,6 +93,32 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout()
     let rest = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert!(rest.is_some(), "an idle keep-alive connection is still open after 5 s");
     assert!(idle_since.elapsed() >= HEAD_TIMEOUT.mul_f32(0.9), "closed after {:?}", idle_since.elapsed());
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_loses_its_connection() {
+    let app = app_with_connection_limits(1).await;
+    // A small receive window, and requests pipelined without ever reading: the server's writes
+    // stall once the socket buffers are full.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address = app.base.trim_start_matches("http://").parse().unwrap();
+    let mut greedy = socket.connect(address).await.unwrap();
+    let writer = tokio::spawn(async move {
+        let request = b"GET /api/v1/health/live HTTP/1.1\r\nHost: carevault\r\n\r\n".repeat(1000);
+        // Ends when the server closes the connection (a write fails); a write that blocks for
+        // good (the server keeps the connection) ends the wait after 20 s.
+        tokio::time::timeout(Duration::from_secs(20), async { while greedy.write_all(&request).await.is_ok() {} })
+            .await
+            .ok()
+    });
+    let closed_after = writer.await.unwrap();
+    assert!(closed_after.is_some(), "a client that never reads kept its connection for 20 s");
+    // The only place under the cap is free again: a normal request is served.
+    let mut next = connect(&app).await;
+    next.write_all(b"GET /api/v1/health/live HTTP/1.1\r\nHost: carevault\r\nConnection: close\r\n\r\n").await.unwrap();
+    let answer = read_until_closed(&mut next, Duration::from_secs(5)).await.expect("the next client is served");
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
 }
 
 #[tokio::test]

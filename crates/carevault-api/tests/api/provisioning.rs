@@ -4,6 +4,7 @@
 use carevault_api::JitProvisioning;
 use carevault_db::{TenantId, UserRole};
 use serde_json::json;
+use sqlx::Connection;
 
 use crate::helpers::{PLATFORM_TOKEN, TestApp};
 
@@ -118,6 +119,17 @@ async fn the_domain_list_refuses_bad_input_and_changes_nothing() {
     assert_eq!((refused.status, refused.code()), (401, "PLAT_001"));
     let after = app.call("GET", "/api/v1/tenants/current", Some(&admin.token), None).await;
     assert_eq!(after.body["jit_email_domains"], json!(["clinic.example"]), "a refused change changed the list");
+    // The database holds the same rule, whatever writes the column (here its owner).
+    let mut owner = sqlx::PgConnection::connect(&app.db.owner_url()).await.unwrap();
+    for bad in ["{clinic.example.}", "{Clinic.example}", "{example}", "{\"a b.example\"}"] {
+        let refused = sqlx::query("UPDATE tenants SET jit_email_domains = $1::text[] WHERE id = $2")
+            .bind(bad)
+            .bind(tenant.as_uuid())
+            .execute(&mut owner)
+            .await
+            .expect_err(bad);
+        assert_eq!(refused.as_database_error().and_then(|e| e.code()).as_deref(), Some("23514"), "{bad}");
+    }
     let (tenants, users, documents, _) = app.row_counts().await;
     assert_eq!((tenants, users, documents), (before.0, before.1 + 1, before.2), "only the admin was added");
 }

@@ -1,5 +1,5 @@
-//! What one client may take of the server: open connections, time to send a request head
-//! (`MAX_CONNECTIONS`, `HEADER_READ_TIMEOUT_SECONDS`), and requests per minute of a user and of a
+//! What one client may take of the server: open connections, time to send a request head or to
+//! take an answer (`MAX_CONNECTIONS`, `HEADER_READ_TIMEOUT_SECONDS`, `WRITE_STALL_TIMEOUT_SECONDS`), and requests per minute of a user and of a
 //! tenant (`RATE_LIMIT_USER_PER_MINUTE`, `RATE_LIMIT_TENANT_PER_MINUTE`; 0 turns one off).
 
 use std::num::NonZeroU32;
@@ -9,15 +9,18 @@ use carevault_api::server::ConnectionLimits;
 
 use super::vars::{Unit, Vars};
 
-/// `HEADER_READ_TIMEOUT_SECONDS` and `MAX_CONNECTIONS`.
+/// `HEADER_READ_TIMEOUT_SECONDS`, `WRITE_STALL_TIMEOUT_SECONDS` and `MAX_CONNECTIONS`.
 pub(super) fn connections_with(vars: &mut Vars<'_>) -> ConnectionLimits {
     let default = ConnectionLimits::default();
     let header_read_timeout =
         vars.duration("HEADER_READ_TIMEOUT_SECONDS", Unit::Seconds, default.header_read_timeout, 1, 3600);
+    let write_stall_timeout =
+        vars.duration("WRITE_STALL_TIMEOUT_SECONDS", Unit::Seconds, default.write_stall_timeout, 1, 3600);
     let max_connections =
         vars.number("MAX_CONNECTIONS", u64::try_from(default.max_connections).unwrap_or(u64::MAX), 1, 1_000_000);
     ConnectionLimits {
         header_read_timeout,
+        write_stall_timeout,
         max_connections: usize::try_from(max_connections).unwrap_or(default.max_connections),
     }
 }
@@ -45,10 +48,18 @@ mod tests {
 
     #[test]
     fn connection_limits_are_read_and_range_checked() {
-        let config = serve(&[("HEADER_READ_TIMEOUT_SECONDS", "3"), ("MAX_CONNECTIONS", "64")], None).expect("valid");
+        let config = serve(
+            &[("HEADER_READ_TIMEOUT_SECONDS", "3"), ("WRITE_STALL_TIMEOUT_SECONDS", "7"), ("MAX_CONNECTIONS", "64")],
+            None,
+        )
+        .expect("valid");
         assert_eq!(
             config.api.connections,
-            ConnectionLimits { header_read_timeout: Duration::from_secs(3), max_connections: 64 }
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(3),
+                write_stall_timeout: Duration::from_secs(7),
+                max_connections: 64
+            }
         );
         let refused = serve(&[("HEADER_READ_TIMEOUT_SECONDS", "0"), ("MAX_CONNECTIONS", "0")], None).expect_err("0");
         assert!(mentions(&refused.0, &["HEADER_READ_TIMEOUT_SECONDS", "1 to 3600"]), "{:?}", refused.0);

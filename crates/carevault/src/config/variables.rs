@@ -87,6 +87,7 @@ fn the_variable_table_defaults_are_the_applied_defaults() {
         ("BATCH_MAX_BODY_BYTES", "2048"),
         ("SEARCH_INDEX_INTERVAL_SECONDS", "31"),
         ("HEADER_READ_TIMEOUT_SECONDS", "11"),
+        ("WRITE_STALL_TIMEOUT_SECONDS", "31"),
         ("MAX_CONNECTIONS", "513"),
         ("RATE_LIMIT_USER_PER_MINUTE", "601"),
         ("RATE_LIMIT_TENANT_PER_MINUTE", "6001"),
@@ -114,5 +115,5 @@ fn a_refused_value_names_the_default_of_the_table() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 15, "the fourteen numbers and DB_STATEMENT_CACHE");
+    assert_eq!(checked, 16, "the fifteen numbers and DB_STATEMENT_CACHE");
 }

@@ -25,8 +25,11 @@ pub(super) async fn attempts(entries: &mut Vec<Entry>) {
     let app = TestApp::spawn_with(|config, _| {
         config.jit_provisioning = JitProvisioning::Domains;
         config.rate_limits = RateLimits { user_per_minute: NonZeroU32::new(USER_PER_MINUTE), tenant_per_minute: None };
-        config.connections =
-            ConnectionLimits { header_read_timeout: Duration::from_secs(1), max_connections: CONNECTIONS };
+        config.connections = ConnectionLimits {
+            header_read_timeout: Duration::from_secs(1),
+            max_connections: CONNECTIONS,
+            ..ConnectionLimits::default()
+        };
     })
     .await;
     let tenant = app.tenant("A").await;
