@@ -10,7 +10,7 @@
 //!   waits for the next request on a kept-alive connection, so it also bounds how long an idle
 //!   keep-alive connection stays open.
 //! * **Write stall timeout** ([`ConnectionLimits::write_stall_timeout`]): an answer the client
-//!   takes no byte of for that long closes the connection ([`write_stall`]), so a client that
+//!   takes no byte of for that long closes the connection (module `write_stall`), so a client that
 //!   never reads cannot hold its place either.
 //! * **Connection cap** ([`ConnectionLimits::max_connections`]): at the cap the loop stops
 //!   accepting until a connection closes; further clients wait in the kernel's listen backlog
