@@ -51,7 +51,17 @@ def import_all(package):
     return failed
 
 
-class OpenapiPythonClient:
+class Adapter:
+    """What both generators' clients share: models built from dicts, enums from values."""
+
+    def model(self, name, value):
+        return getattr(self.models, name).from_dict(value)
+
+    def enum(self, name, value):
+        return getattr(self.models, name)(value)
+
+
+class OpenapiPythonClient(Adapter):
     """openapi-python-client: `api/<tag>/<operation>.py` with `sync_detailed(client=..., **params)`."""
 
     package = "carevault_client"
@@ -75,12 +85,6 @@ class OpenapiPythonClient:
     def has(self, operation_id):
         return snake(operation_id) in self.functions
 
-    def model(self, name, value):
-        return getattr(self.models, name).from_dict(value)
-
-    def enum(self, name, value):
-        return getattr(self.models, name)(value)
-
     def call(self, operation_id, auth, body=None, **params):
         """(status, parsed body, headers) of one call."""
         if body is not None:
@@ -89,7 +93,7 @@ class OpenapiPythonClient:
         return response.status_code, response.parsed, response.headers
 
 
-class OpenapiGenerator:
+class OpenapiGenerator(Adapter):
     """openapi-generator's `python`: `<Tag>Api(ApiClient(Configuration(...))).<operation>_with_http_info`."""
 
     package = "carevault_oag"
@@ -111,12 +115,6 @@ class OpenapiGenerator:
 
     def has(self, operation_id):
         return self._method(operation_id, "anonymous") is not None
-
-    def model(self, name, value):
-        return getattr(self.models, name).from_dict(value)
-
-    def enum(self, name, value):
-        return getattr(self.models, name)(value)
 
     def call(self, operation_id, auth, body=None, **params):
         """(status, deserialized body, headers) of one call; an error status raises ApiException."""

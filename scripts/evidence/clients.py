@@ -154,9 +154,7 @@ def main():
     except Exception as e:
         result = {"ran": False, "error": str(e)}
     finally:
-        evlib.cleanup_all()
-        if os.environ.get("EVIDENCE_KEEP") != "1":
-            shutil.rmtree(base, ignore_errors=True)
+        evlib.release(base)
         evlib.write_json(os.path.join(EV, "clients.json"), result)
     return 0 if result.get("passed") else 1
 

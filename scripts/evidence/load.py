@@ -6,7 +6,6 @@ p50/p99 are per endpoint while the load is mixed. Writes load.json into the evid
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import threading
@@ -151,9 +150,7 @@ def main():
         result["error"] = str(e)
         result["passed"] = False
     finally:
-        evlib.cleanup_all()
-        if os.environ.get("EVIDENCE_KEEP") != "1":
-            shutil.rmtree(base, ignore_errors=True)
+        evlib.release(base)
         evlib.write_json(os.path.join(EV, "load.json"), result)
 
 

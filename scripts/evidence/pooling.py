@@ -9,7 +9,6 @@ import json
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -263,9 +262,7 @@ def main():
         if bouncer:
             bouncer.terminate()
             bouncer.wait(10)
-        evlib.cleanup_all()
-        if os.environ.get("EVIDENCE_KEEP") != "1":
-            shutil.rmtree(base, ignore_errors=True)
+        evlib.release(base)
         evlib.write_json(os.path.join(EV, "pooling.json"), RESULTS)
 
 

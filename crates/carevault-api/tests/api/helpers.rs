@@ -108,6 +108,11 @@ impl TestApp {
         TestApp { base: format!("http://{address}"), client: reqwest::Client::new(), db, auth, app_pool, platform_pool }
     }
 
+    /// A raw TCP connection to the app, for tests of the connection itself.
+    pub async fn connect(&self) -> tokio::net::TcpStream {
+        tokio::net::TcpStream::connect(self.base.trim_start_matches("http://")).await.unwrap()
+    }
+
     /// A URL of the app.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
@@ -182,6 +187,23 @@ impl TestApp {
         let mut conn = self.tenant_session(tenant).await;
         sqlx::query_scalar("SELECT action FROM audit_logs ORDER BY created_at, id").fetch_all(&mut conn).await.unwrap()
     }
+}
+
+/// Reads until the server closes the connection (or `limit` passes: `None`); returns the bytes.
+pub async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| received)
 }
 
 /// Reads a response completely.

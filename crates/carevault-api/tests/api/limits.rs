@@ -9,9 +9,8 @@ use carevault_api::rate_limit::RateLimits;
 use carevault_api::server::ConnectionLimits;
 use carevault_db::UserRole;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, read_until_closed};
 
 /// Long enough that the checks made before it passes (a few local round trips) fit on a stalled
 /// CI machine, short enough for a test.
@@ -26,39 +25,19 @@ async fn app_with_connection_limits(max_connections: usize) -> TestApp {
     .await
 }
 
-async fn connect(app: &TestApp) -> TcpStream {
-    TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap()
-}
-
-/// Reads until the server closes the connection (or `limit` passes: `None`); returns the bytes.
-async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
-    let mut received = Vec::new();
-    let read = tokio::time::timeout(limit, async {
-        let mut buffer = [0u8; 4096];
-        loop {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => received.extend_from_slice(&buffer[..n]),
-            }
-        }
-    })
-    .await;
-    read.ok().map(|()| received)
-}
-
 #[tokio::test]
 async fn half_sent_requests_are_closed_after_the_header_read_timeout_and_the_cap_holds() {
     let app = app_with_connection_limits(3).await;
     let started = Instant::now();
     let mut half_sent = Vec::new();
     for _ in 0..3 {
-        let mut stream = connect(&app).await;
+        let mut stream = app.connect().await;
         // A request head without its final empty line: the server waits for the rest.
         stream.write_all(b"GET /api/v1/health/live HTTP/1.1\r\nHost: carevault\r\n").await.unwrap();
         half_sent.push(stream);
     }
     // The cap is reached: a complete request on a fourth connection waits (in the listen backlog).
-    let mut fourth = connect(&app).await;
+    let mut fourth = app.connect().await;
     fourth
         .write_all(b"GET /api/v1/health/live HTTP/1.1\r\nHost: carevault\r\nConnection: close\r\n\r\n")
         .await
@@ -83,7 +62,7 @@ async fn half_sent_requests_are_closed_after_the_header_read_timeout_and_the_cap
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
     let app = app_with_connection_limits(8).await;
-    let mut stream = connect(&app).await;
+    let mut stream = app.connect().await;
     stream.write_all(b"GET /api/v1/health/live HTTP/1.1\r\nHost: carevault\r\n\r\n").await.unwrap();
     let mut buffer = [0u8; 4096];
     let n = stream.read(&mut buffer).await.unwrap();
@@ -115,7 +94,7 @@ async fn a_client_that_never_reads_its_answers_loses_its_connection() {
     let closed_after = writer.await.unwrap();
     assert!(closed_after.is_some(), "a client that never reads kept its connection for 20 s");
     // The only place under the cap is free again: a normal request is served.
-    let mut next = connect(&app).await;
+    let mut next = app.connect().await;
     next.write_all(b"GET /api/v1/health/live HTTP/1.1\r\nHost: carevault\r\nConnection: close\r\n\r\n").await.unwrap();
     let answer = read_until_closed(&mut next, Duration::from_secs(5)).await.expect("the next client is served");
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));

@@ -228,8 +228,9 @@ pub(crate) fn percentile(durations: &mut [Duration], p: f64) -> f64 {
     durations[rank].as_secs_f64() * 1000.0
 }
 
-/// Mean and minimum of recalls.
-pub(crate) fn recall_summary(recalls: &[f64]) -> (f64, f64) {
+/// The table cells every recall table shares: mean and minimum recall, p50 and p95 latency (ms).
+pub(crate) fn recall_and_latency_cells(recalls: &[f64], latencies: &mut [Duration]) -> String {
     let mean = recalls.iter().sum::<f64>() / recalls.len().max(1) as f64;
-    (mean, recalls.iter().copied().fold(f64::INFINITY, f64::min))
+    let min = recalls.iter().copied().fold(f64::INFINITY, f64::min);
+    format!("{mean:.3} | {min:.1} | {:.1} | {:.1}", percentile(latencies, 50.0), percentile(latencies, 95.0))
 }

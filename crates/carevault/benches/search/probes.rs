@@ -7,7 +7,7 @@ use sqlx::{Connection, PgConnection};
 
 use crate::corpus::{self, Corpus, Rng};
 use crate::server::{self, Api, Member, Server};
-use crate::{BUCKETS, K, Query, percentile, recall_summary};
+use crate::{BUCKETS, K, Query, percentile, recall_and_latency_cells};
 
 /// One token per tenant, minted once per measurement (valid for an hour).
 fn tokens(members: &[Member]) -> anyhow::Result<Vec<String>> {
@@ -55,13 +55,8 @@ pub async fn latency_and_recall(
         }
         let qps = throughput(api, &tokens, queries, Duration::from_secs(qps_seconds)).await?;
         let tenants = queries.iter().map(|q| q.tenant).collect::<std::collections::HashSet<_>>().len();
-        let (mean, min) = recall_summary(&recalls);
-        println!(
-            "| {} | {tenants} | {mean:.3} | {min:.1} | {:.1} | {:.1} | {qps:.0} |",
-            bucket.2,
-            percentile(&mut latencies, 50.0),
-            percentile(&mut latencies, 95.0)
-        );
+        let cells = recall_and_latency_cells(&recalls, &mut latencies);
+        println!("| {} | {tenants} | {cells} | {qps:.0} |", bucket.2);
     }
     Ok(())
 }
@@ -278,13 +273,8 @@ async fn sql_rows(
             latencies.push(started.elapsed());
             recalls.push(recall(&got, query));
         }
-        let (mean, min) = recall_summary(&recalls);
-        println!(
-            "| {label} | {} | {mean:.3} | {min:.1} | {:.1} | {:.1} |",
-            bucket.2,
-            percentile(&mut latencies, 50.0),
-            percentile(&mut latencies, 95.0)
-        );
+        let cells = recall_and_latency_cells(&recalls, &mut latencies);
+        println!("| {label} | {} | {cells} |", bucket.2);
     }
     Ok(())
 }

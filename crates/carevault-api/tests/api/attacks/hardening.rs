@@ -11,11 +11,10 @@ use carevault_api::rate_limit::RateLimits;
 use carevault_api::server::ConnectionLimits;
 use carevault_db::UserRole;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 use super::{Body, Catalogue, Entry, Expect};
-use crate::helpers::{PLATFORM_TOKEN, TestApp};
+use crate::helpers::{PLATFORM_TOKEN, TestApp, read_until_closed};
 
 const USER_PER_MINUTE: u32 = 5;
 const CONNECTIONS: usize = 4;
@@ -80,27 +79,16 @@ pub(super) async fn attempts(entries: &mut Vec<Entry>) {
     );
 
     // --- Slow clients hold connections (slowloris) -----------------------------------------------
-    let address = app.base.trim_start_matches("http://").to_string();
     let started = Instant::now();
     let mut held = Vec::new();
     for _ in 0..CONNECTIONS {
-        let mut stream = TcpStream::connect(&address).await.unwrap();
+        let mut stream = app.connect().await;
         stream.write_all(b"GET /api/v1/health/live HTTP/1.1\r\nHost: carevault\r\nX-Slow: ").await.unwrap();
         held.push(stream);
     }
     let mut closed = 0;
     for stream in &mut held {
-        let mut buffer = [0u8; 1024];
-        let outcome = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                match stream.read(&mut buffer).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-        closed += usize::from(outcome.is_ok());
+        closed += usize::from(read_until_closed(stream, Duration::from_secs(5)).await.is_some());
     }
     let live = app.client.get(app.url("/api/v1/health/live")).send().await.map(|r| r.status().as_u16());
     c.record(
