@@ -36,6 +36,8 @@ import tempfile
 import time
 import urllib.request
 
+import tenant_context  # scripts/tenant_context.py, beside this script
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
 BIN = os.path.join(TARGET, "release", "carevault")
@@ -115,8 +117,9 @@ def wrk(url, token, seconds):
 
 
 def settings(role, tenant, user):
-    return (f"SELECT set_config('role', '{role}', true), set_config('app.current_tenant_id', '{tenant}', true), "
-            f"set_config('app.current_user_id', '{user}', true), set_config('lock_timeout', '5s', true);")
+    """The settings batch: role switch (none when `role` is None) and the tenant context's proof,
+    computed by the database (pgbench cannot compute an HMAC; the server computes it itself)."""
+    return tenant_context.context_sql(role, tenant, user)
 
 
 def write(directory, name, lines):
@@ -175,6 +178,7 @@ def run(args, data, env):
     db.psql("VACUUM ANALYZE documents")
     # A role like carevault_app but with BYPASSRLS: the role switch without the policies. This
     # throwaway cluster only; superuser creates it, carevault_app's grants are copied.
+    db.psql(tenant_context.install_sql())
     db.psql("CREATE ROLE carevault_bench_norls NOLOGIN BYPASSRLS; GRANT carevault_app TO carevault_bench_norls; "
             "GRANT carevault_bench_norls TO carevault_api")
     work = tempfile.mkdtemp(prefix="bench-context-sql.")
@@ -202,9 +206,7 @@ def run(args, data, env):
     scripts = {}
     for name, statement in statements.items():
         for variant, (login, role) in variants.items():
-            body = ["BEGIN;"] + ([settings(role, tenant, user)] if role else [
-                f"SELECT set_config('app.current_tenant_id', '{tenant}', true), "
-                f"set_config('app.current_user_id', '{user}', true), set_config('lock_timeout', '5s', true);"])
+            body = ["BEGIN;", settings(role, tenant, user)]
             scripts[(name, variant)] = (login, write(work, f"{len(scripts)}.sql", body + [statement, "COMMIT;"]))
 
     api, floor, ratio = [], [], []

@@ -15,6 +15,8 @@ import threading
 import time
 
 import evlib
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import tenant_context  # noqa: E402 (scripts/tenant_context.py)
 from evlib import log, request
 
 EV = sys.argv[1]
@@ -73,11 +75,10 @@ def sql_property(conn_args, tenants, label, clients=16, tx_per_client=60):
         lines = []
         for _ in range(tx_per_client):
             t = rng.choice(tenants)
-            lines.append(f"BEGIN; SELECT set_config('role', 'carevault_app', true), "
-                         f"set_config('app.current_tenant_id', '{t['id']}', true);")
+            lines.append("BEGIN; " + tenant_context.context_sql("carevault_app", t["id"]))
             lines.append(f"SELECT 'IN|{t['marker']}|' || coalesce(string_agg(filename, ','), '') FROM documents;")
             lines.append("COMMIT;")
-            lines.append("SELECT 'OUT|' || coalesce(current_setting('app.current_tenant_id', true), '') || '|' || "
+            lines.append("SELECT 'OUT|' || coalesce(current_setting('app.tenant_context', true), '') || '|' || "
                          "current_user || '|' || pg_backend_pid();")
         r = subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", *conn_args, "-U", "carevault_api",
                             "-d", "carevault", "-f", "-"], input="\n".join(lines), capture_output=True, text=True)
@@ -181,6 +182,7 @@ def main():
         cluster.init()
         env = evlib.Env(cluster)
         env.cli("migrate", "up")
+        cluster.psql(tenant_context.install_sql())
         tenants = []
         for i in range(TENANTS):
             t = env.tenant(f"pool-{i}")

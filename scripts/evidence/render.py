@@ -278,10 +278,6 @@ def main():
     w("")
     w("| limit | why accepted today | planned remedy |")
     w("|---|---|---|")
-    w("| Attacker B (a separate login holding `carevault_app`'s privileges) can call `set_config('app.current_tenant_id', …)` "
-      "to claim another tenant and read its rows | the tenant context is a plain setting; the API never lets a request "
-      "choose it (it comes from the verified token) | a tenant context the database verifies "
-      "([THREAT_MODEL.md](THREAT_MODEL.md#a-tenant-context-the-database-verifies)) |")
     w("| The database superuser and the table owner can do anything, including rewriting the audit trail | out of scope "
       "of the threat model; they are operators, not attackers the schema can stop | a hash-chained audit trail with signed "
       "checkpoints outside the database makes their tampering detectable "

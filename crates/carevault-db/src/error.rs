@@ -49,6 +49,9 @@ pub enum DbError {
     /// A migration failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The operating system gave no random bytes (for a new key).
+    #[error("no randomness from the operating system: {0}")]
+    Randomness(String),
     /// Any other database error (permission denied, constraint, ...).
     #[error(transparent)]
     Database(sqlx::Error),

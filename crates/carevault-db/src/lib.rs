@@ -7,10 +7,13 @@
 //! [`PlatformPool`]. Every access to patient data writes its audit row in the same transaction.
 //!
 //! ```no_run
-//! # async fn example() -> Result<(), carevault_db::DbError> {
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use carevault_db::tenant_context::TenantContextKey;
 //! use carevault_db::{AppPool, AuditContext, PoolConfig, TenantId, TenantTx};
 //!
-//! let pool = AppPool::connect_lazy("postgres://carevault_api@localhost/carevault", PoolConfig::default())?;
+//! // A key the database holds (`carevault context-key add`).
+//! let key = TenantContextKey::parse(&std::env::var("TENANT_CONTEXT_KEY")?)?;
+//! let pool = AppPool::connect_lazy("postgres://carevault_api@localhost/carevault", PoolConfig::default(), key)?;
 //! let tenant = TenantId::parse("3f2b8c1e-0000-4000-8000-000000000001")?;
 //! let mut tx = TenantTx::begin(&pool, tenant, AuditContext::default()).await?;
 //! let me = tx.tenant().read().await?; // audited `tenant.read`
@@ -29,6 +32,7 @@ mod platform_tx;
 mod pool;
 pub mod repo;
 pub mod search_index;
+pub mod tenant_context;
 mod tenant_tx;
 
 pub use domain::{

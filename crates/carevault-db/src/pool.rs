@@ -1,12 +1,14 @@
 //! The two connection pools. They are distinct types so that a tenant request path, which only
 //! ever holds an [`AppPool`], cannot open a platform transaction, and vice versa.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgConnection, PgPool};
 
-use crate::DbError;
+use crate::tenant_context::{self, BindingKind, TenantContextKey};
+use crate::{DbError, TenantId};
 
 /// Pool sizing (`DB_POOL_SIZE`, `DB_ACQUIRE_TIMEOUT_MS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,11 +30,14 @@ impl Default for PoolConfig {
 }
 
 /// The pool of the tenant path: its login (`carevault_api`, or the single URL of a deployment)
-/// must be able to switch to `carevault_app`. Only [`crate::TenantTx`] uses it.
+/// must be able to switch to `carevault_app`, and it holds the key that proves a tenant context
+/// to the database ([`crate::tenant_context`]). Only [`crate::TenantTx`] uses it.
 #[derive(Debug, Clone)]
 pub struct AppPool {
     pub(crate) pool: PgPool,
     pub(crate) statements: Statements,
+    pub(crate) key: Arc<TenantContextKey>,
+    pub(crate) binding: BindingKind,
 }
 
 /// The pool of the platform path: its login (`carevault_ops`, or the single URL) must be able to
@@ -89,9 +94,16 @@ impl Statements {
 }
 
 impl AppPool {
-    /// Connects lazily (the first transaction opens the first connection).
-    pub fn connect_lazy(url: &str, config: PoolConfig) -> Result<AppPool, DbError> {
-        Ok(AppPool { pool: guarded_pool(url, config)?, statements: Statements { named: config.statement_cache } })
+    /// Connects lazily (the first transaction opens the first connection). `key` must be one the
+    /// database holds ([`tenant_context::install`]), or every tenant transaction sees nothing:
+    /// check with [`AppPool::context_is_verified`].
+    pub fn connect_lazy(url: &str, config: PoolConfig, key: TenantContextKey) -> Result<AppPool, DbError> {
+        Ok(AppPool {
+            pool: guarded_pool(url, config)?,
+            statements: Statements { named: config.statement_cache },
+            key: Arc::new(key),
+            binding: BindingKind::Transaction,
+        })
     }
 
     /// Checks that a connection can be had and the database answers.
@@ -99,11 +111,29 @@ impl AppPool {
         ping(&self.pool).await
     }
 
-    /// The tenant path over the owner's pool, for maintenance and the doctor: its login must be
-    /// able to switch to `carevault_app`. Unnamed statements: a few maintenance transactions do
+    /// The tenant path over the owner's pool, for owner-run commands (imports, index
+    /// maintenance, the doctor): it adds a new random key to the database that stops verifying
+    /// after [`tenant_context::OWNER_KEY_LIFETIME`], so that no command needs the service's key. Its login must
+    /// be able to switch to `carevault_app`. Unnamed statements: a few maintenance transactions do
     /// not need a statement cache on a pool that is not the service's.
-    pub(crate) fn over(pool: &PgPool) -> AppPool {
-        AppPool { pool: pool.clone(), statements: Statements { named: false } }
+    pub async fn over_owner(pool: &PgPool) -> Result<AppPool, DbError> {
+        let key = tenant_context::owner_key(pool).await?;
+        Ok(AppPool {
+            pool: pool.clone(),
+            statements: Statements { named: false },
+            key: Arc::new(key),
+            binding: BindingKind::Transaction,
+        })
+    }
+
+    /// This pool on another URL (the least-privileged login of an owner-run command), with the
+    /// key of `self`.
+    pub fn with_url(&self, url: &str, config: PoolConfig) -> Result<AppPool, DbError> {
+        Ok(AppPool {
+            pool: guarded_pool(url, config)?,
+            statements: Statements { named: config.statement_cache },
+            ..self.clone()
+        })
     }
 
     /// Closes every connection.
@@ -111,23 +141,22 @@ impl AppPool {
         self.pool.close().await;
     }
 
-    /// What the readiness check needs to know of the schema, read as `carevault_app` (the login
-    /// role itself may read nothing): the applied migration version and pgvector's version.
+    /// What the readiness check needs to know of the schema, read as `carevault_app` in a
+    /// transaction of the System tenant (the login role itself may read nothing): the applied
+    /// migration version, pgvector's version, and whether the database accepts this pool's
+    /// proofs.
     pub async fn schema_state(&self) -> Result<SchemaState, DbError> {
-        let mut tx = self.pool.begin().await.map_err(|error| acquire_error(&self.pool, error))?;
-        self.statements.query("SELECT set_config('role', 'carevault_app', true)").execute(&mut *tx).await?;
-        let (migration_version, pgvector_version): (Option<i64>, Option<String>) = self
-            .statements
-            .query_as(
-                "SELECT (SELECT max(version) FROM _sqlx_migrations WHERE success), \
-                    (SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'vector')",
-            )
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(SchemaState { migration_version: migration_version.unwrap_or(0), pgvector_version })
+        let mut tx = crate::TenantTx::begin(self, TenantId::SYSTEM, crate::AuditContext::default()).await?;
+        let (migration_version, pgvector_version) = tx.schema_versions().await?;
+        let migration_version = migration_version.unwrap_or(0);
+        let context_verified = migration_version >= VERIFIED_CONTEXT_MIGRATION && tx.context_is_verified().await?;
+        tx.rollback().await?;
+        Ok(SchemaState { migration_version, pgvector_version, context_verified })
     }
 }
+
+/// The migration that made the policies verify the tenant context.
+const VERIFIED_CONTEXT_MIGRATION: i64 = 18;
 
 /// The schema as the readiness check sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +165,10 @@ pub struct SchemaState {
     pub migration_version: i64,
     /// pgvector's version, when the extension is installed.
     pub pgvector_version: Option<String>,
+    /// Whether the database accepted a proof of this pool's key: `false` when the key is not
+    /// installed (`carevault context-key add`), or the clocks of the service and the database
+    /// differ by more than [`tenant_context::PROOF_LIFETIME`].
+    pub context_verified: bool,
 }
 
 impl PlatformPool {
@@ -187,8 +220,7 @@ pub(crate) fn acquire_error(pool: &PgPool, error: sqlx::Error) -> DbError {
 pub async fn connection_is_clean(conn: &mut PgConnection, login: &str) -> Result<bool, DbError> {
     let clean: bool = sqlx::query_scalar(
         "SELECT current_user = session_user AND session_user = $1 \
-            AND coalesce(current_setting('app.current_tenant_id', true), '') = '' \
-            AND coalesce(current_setting('app.current_user_id', true), '') = ''",
+            AND coalesce(current_setting('app.tenant_context', true), '') = ''",
     )
     .bind(login)
     // Unnamed: it runs outside a transaction, where behind PgBouncer each round trip may reach
@@ -206,14 +238,13 @@ pub async fn connection_is_clean(conn: &mut PgConnection, login: &str) -> Result
 /// the attack catalogue, `attacks.rs`, "persistence"), nor keep a transaction open and idle for
 /// long. Other timeouts are left to the operator's role settings (docs/POSTGRESQL_TUNING.md);
 /// `carevault doctor` lists every role setting it finds.
-pub const PINNED_SETTINGS: [(&str, &str); 7] = [
+pub const PINNED_SETTINGS: [(&str, &str); 6] = [
     ("role", "none"),
     ("idle_in_transaction_session_timeout", crate::manifest::IDLE_IN_TRANSACTION_TIMEOUT),
     ("search_path", "public"),
     ("default_transaction_read_only", "off"),
     ("row_security", "on"),
-    ("app.current_tenant_id", ""),
-    ("app.current_user_id", ""),
+    ("app.tenant_context", ""),
 ];
 
 /// The [`PINNED_SETTINGS`] this connection does not hold, as `name=value` (what it holds

@@ -1,23 +1,27 @@
 //! The tenant transaction: the only door to tenant tables, and the whole RLS protocol in one file.
 //!
-//! [`TenantTx::begin`] opens a transaction and, in one round trip, before anything else runs:
+//! [`TenantTx::begin`] opens a transaction and, before anything else runs, reads the server
+//! session's binding ([`Binding`]) and sends the proof of the tenant context in one statement:
 //!
 //! ```sql
 //! SELECT set_config('role', 'carevault_app', true),               -- SET LOCAL ROLE
-//!        set_config('app.current_tenant_id', '<tenant uuid>', true),
-//!        set_config('app.current_user_id', '<user uuid or empty>', true),
+//!        set_config('app.tenant_context', '<proof>', true),
 //!        set_config('lock_timeout', '5s', true)
 //! ```
 //!
-//! * `set_config(..., true)` is transaction-local: at COMMIT or ROLLBACK all four revert, so
+//! * The proof ([`crate::tenant_context`]) names the tenant and the acting user, and is bound to
+//!   this server session and transaction: the policies' function `carevault_current_tenant()`
+//!   returns the tenant only when it verifies, so a session that sets the setting by itself (it
+//!   can) sees nothing.
+//! * `set_config(..., true)` is transaction-local: at COMMIT or ROLLBACK all three revert, so
 //!   nothing leaks to the next user of a pooled connection, and it works behind PgBouncer in
 //!   transaction mode. (The reference used `SET LOCAL app.current_tenant_id = $1`, which is a
 //!   syntax error: `SET` takes no bind parameters.)
 //! * Switching to `carevault_app` makes RLS apply even when the pool logs in as a superuser or
 //!   the table owner: the policies are `TO carevault_app`, and `carevault_app` is neither
 //!   superuser, BYPASSRLS nor owner.
-//! * The pool's `after_release` hook ([`crate::AppPool`]) re-checks that the role and settings are
-//!   gone, and closes the connection otherwise.
+//! * The pool's `after_release` hook ([`crate::AppPool`]) re-checks that the role and the setting
+//!   are gone, and closes the connection otherwise.
 //!
 //! Every repository method writes its audit row through [`TenantTx::audit`] on the same
 //! transaction, so an action without its audit row cannot commit. The SQL executor is private:
@@ -28,7 +32,8 @@ use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::domain::{AuditAction, AuditContext, TenantId};
 use crate::pool::Statements;
-use crate::{AppPool, DbError};
+use crate::tenant_context::{Binding, TenantContextKey, expiry_from_now};
+use crate::{AppPool, DbError, UserId};
 
 /// A transaction bound to one tenant, running as `carevault_app`.
 ///
@@ -49,6 +54,8 @@ pub struct TenantTx {
     tenant_id: TenantId,
     context: AuditContext,
     statements: Statements,
+    key: std::sync::Arc<TenantContextKey>,
+    binding: Binding,
 }
 
 impl TenantTx {
@@ -61,21 +68,28 @@ impl TenantTx {
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id))]
     pub async fn begin(pool: &AppPool, tenant_id: TenantId, context: AuditContext) -> Result<TenantTx, DbError> {
         let mut tx = pool.pool.begin().await.map_err(|error| crate::pool::acquire_error(&pool.pool, error))?;
-        let user_id = context.user_id.map(|id| id.to_string()).unwrap_or_default();
+        let binding = Binding::read(&mut tx, pool.binding).await?;
+        let mut tenant_tx =
+            TenantTx { tx, tenant_id, context, statements: pool.statements, key: pool.key.clone(), binding };
+        tenant_tx.enter().await?;
+        Ok(tenant_tx)
+    }
+
+    /// Switches to `carevault_app` and proves the tenant context of `self.context.user_id`.
+    async fn enter(&mut self) -> Result<(), DbError> {
+        let proof = self.key.prove(self.tenant_id, self.context.user_id, &self.binding, expiry_from_now());
         // lock_timeout: a session holding a table lock (any role with UPDATE can LOCK TABLE)
         // must make requests fail fast, not pile up behind it.
-        pool.statements
+        self.statements
             .query(
                 "SELECT set_config('role', 'carevault_app', true), \
-                    set_config('app.current_tenant_id', $1, true), \
-                    set_config('app.current_user_id', $2, true), \
+                    set_config('app.tenant_context', $1, true), \
                     set_config('lock_timeout', '5s', true)",
             )
-            .bind(tenant_id.to_string())
-            .bind(user_id)
-            .execute(&mut *tx)
+            .bind(proof)
+            .execute(&mut *self.tx)
             .await?;
-        Ok(TenantTx { tx, tenant_id, context, statements: pool.statements })
+        Ok(())
     }
 
     /// The tenant this transaction is bound to.
@@ -89,15 +103,31 @@ impl TenantTx {
     }
 
     /// Names the acting user once authentication has resolved it inside this transaction, for the
-    /// rest of it: `app.current_user_id` and the `user_id` of every later audit row.
-    pub async fn set_user(&mut self, user_id: crate::UserId) -> Result<(), DbError> {
-        self.statements
-            .query("SELECT set_config('app.current_user_id', $1, true)")
-            .bind(user_id.to_string())
-            .execute(&mut *self.tx)
-            .await?;
+    /// rest of it: the user of the proof and the `user_id` of every later audit row.
+    pub async fn set_user(&mut self, user_id: UserId) -> Result<(), DbError> {
         self.context.user_id = Some(user_id);
-        Ok(())
+        self.enter().await
+    }
+
+    /// The applied migration version and pgvector's version (for [`AppPool::schema_state`]).
+    pub(crate) async fn schema_versions(&mut self) -> Result<(Option<i64>, Option<String>), DbError> {
+        Ok(self
+            .statements
+            .query_as(
+                "SELECT (SELECT max(version) FROM _sqlx_migrations WHERE success), \
+                    (SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'vector')",
+            )
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
+    /// Whether the database accepted this transaction's proof (for [`AppPool::schema_state`]).
+    pub(crate) async fn context_is_verified(&mut self) -> Result<bool, DbError> {
+        Ok(self
+            .statements
+            .query_scalar("SELECT public.carevault_current_tenant() IS NOT NULL")
+            .fetch_one(&mut *self.tx)
+            .await?)
     }
 
     /// Commits the work and its audit rows together.

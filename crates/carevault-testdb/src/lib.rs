@@ -39,7 +39,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use carevault_db::{AppPool, PlatformPool, PoolConfig};
+use carevault_db::tenant_context::{self, Binding, BindingKind, TenantContextKey};
+use carevault_db::{AppPool, PlatformPool, PoolConfig, TenantId};
 use carevault_pg::{Cluster, ClusterOptions, Paths, PgBinaries, SUPERUSER};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgPoolOptions;
@@ -50,6 +51,29 @@ use tokio::sync::OnceCell;
 pub const APP_LOGIN: &str = "carevault_api";
 /// The login role of the platform path (member of `carevault_platform`, docs/ARCHITECTURE.md "Roles").
 pub const OPS_LOGIN: &str = "carevault_ops";
+
+/// The key of the tenant context every test database holds (`kid` `test`). Public by design: it
+/// protects nothing but test data.
+pub const CONTEXT_KEY: &str = "test:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// [`CONTEXT_KEY`], parsed.
+pub fn context_key() -> TenantContextKey {
+    TenantContextKey::parse(CONTEXT_KEY).expect("the test key is well formed")
+}
+
+/// Switches the session `conn` (the tenant path's login, outside a transaction) to
+/// `carevault_app` and proves `tenant` for the rest of the session, with a proof bound to this
+/// session ([`BindingKind::Connection`]) as a tool holding the key would. Returns the proof.
+pub async fn prove_tenant(conn: &mut PgConnection, tenant: TenantId) -> String {
+    let binding = Binding::read(conn, BindingKind::Connection).await.expect("reading the session's binding");
+    let proof = context_key().prove(tenant, None, &binding, tenant_context::expiry_from_now());
+    sqlx::query("SELECT set_config('role', 'carevault_app', false), set_config('app.tenant_context', $1, false)")
+        .bind(&proof)
+        .execute(&mut *conn)
+        .await
+        .expect("setting the tenant context");
+    proof
+}
 
 /// Prefix of template names; the rest is the migration hash.
 const TEMPLATE_PREFIX: &str = "carevault_tpl_";
@@ -149,7 +173,7 @@ impl TestDb {
     /// included), with `max_connections` connections and otherwise [`PoolConfig::default`].
     pub fn app_pool(&self, max_connections: u32) -> AppPool {
         let config = PoolConfig { max_connections, ..PoolConfig::default() };
-        AppPool::connect_lazy(&self.app_url(), config).expect("building the app pool of a test database")
+        AppPool::connect_lazy(&self.app_url(), config, context_key()).expect("building the app pool of a test database")
     }
 
     /// The platform path's pool through `carevault_ops`, with [`PoolConfig::default`].
@@ -238,6 +262,7 @@ fn template_name() -> String {
         hasher.update(&migration.checksum[..]);
     }
     hasher.update(carevault_db::migrate::BOOTSTRAP_SQL.as_bytes());
+    hasher.update(CONTEXT_KEY.as_bytes());
     let digest = hasher.finalize();
     let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
     format!("{TEMPLATE_PREFIX}{}", &hex[..12])
@@ -279,12 +304,19 @@ async fn build_template(shared: &Shared, admin: &mut PgConnection) {
     carevault_db::migrate::up(&pool)
         .await
         .unwrap_or_else(|e| panic!("carevault-testdb: migrating the template database {building}: {e}"));
+    install_context_key(&pool).await;
     // Renaming, and later cloning, need the database to have no connections.
     pool.close().await;
 
     execute(admin, format!("ALTER DATABASE {} RENAME TO {}", quote_ident(&building), quote_ident(template))).await;
     // Nobody may connect to the template: CREATE DATABASE ... TEMPLATE fails while it has sessions.
     execute(admin, format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", quote_ident(template))).await;
+}
+
+/// Adds [`CONTEXT_KEY`] to the database of the owner's `pool` (migrated to head).
+pub async fn install_context_key(pool: &PgPool) {
+    let mut conn = pool.acquire().await.expect("a connection to install the test key");
+    tenant_context::install(&mut conn, &context_key(), None).await.expect("installing the test key");
 }
 
 /// What [`drop_stale`] drops.

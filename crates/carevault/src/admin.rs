@@ -53,6 +53,33 @@ pub(crate) async fn with_database<T>(
     result
 }
 
+/// Runs `work` with a pool of the tenant path on `database_url` (or the embedded default): it
+/// logs in as [`Database::login_url`] and proves tenant contexts with a key of its own, which the
+/// owner adds to the database for [`carevault_db::tenant_context::OWNER_KEY_LIFETIME`] (no command
+/// needs the server's `TENANT_CONTEXT_KEY`).
+pub(crate) async fn with_app_pool<T>(
+    database_url: Option<String>,
+    work: impl AsyncFnOnce(&AppPool) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let database = Database::open(database_url).await?;
+    let result = async {
+        let owner = database.owner_pool().await?;
+        let pool = async {
+            database.ensure_schema(&owner).await?;
+            database.app_pool(&owner).await
+        }
+        .await;
+        owner.close().await;
+        let pool = pool?;
+        let result = work(&pool).await;
+        pool.close().await;
+        result
+    }
+    .await;
+    database.close().await;
+    result
+}
+
 /// What `tenant suspend | activate | delete | restore` does.
 #[derive(Debug, Clone, Copy)]
 enum Change {
@@ -191,27 +218,21 @@ pub async fn user(command: UserCommand, database_url: Option<String>) -> anyhow:
             .map_err(|e| anyhow!("--full-name {}", e.reason))?,
         external_idp_id: Some(BoundedText::parse("sub", &sub, 255).map_err(|e| anyhow!("--sub {}", e.reason))?),
     };
-    let user = with_database(database_url, "carevault_api", async |url| {
-        let pool = AppPool::connect_lazy(url, pool_config())?;
-        let result = async {
-            let mut tx = TenantTx::begin(&pool, tenant, context()).await.context(ROLE_HINT)?;
-            match tx.tenant().lookup().await? {
-                None => bail!("no tenant {tenant}"),
-                Some(t) if t.is_deleted() => {
-                    bail!("tenant {tenant} is deleted: `carevault tenant restore {tenant}` first")
-                }
-                Some(_) => {}
+    let user = with_app_pool(database_url, async |pool| {
+        let mut tx = TenantTx::begin(pool, tenant, context()).await.context(ROLE_HINT)?;
+        match tx.tenant().lookup().await? {
+            None => bail!("no tenant {tenant}"),
+            Some(t) if t.is_deleted() => {
+                bail!("tenant {tenant} is deleted: `carevault tenant restore {tenant}` first")
             }
-            let user = tx.users().create(new).await.map_err(|e| match e {
-                DbError::Conflict(_) => anyhow!("tenant {tenant} already has an active user with this email"),
-                other => anyhow::Error::new(other),
-            })?;
-            tx.commit().await?;
-            Ok(user)
+            Some(_) => {}
         }
-        .await;
-        pool.close().await;
-        result
+        let user = tx.users().create(new).await.map_err(|e| match e {
+            DbError::Conflict(_) => anyhow!("tenant {tenant} already has an active user with this email"),
+            other => anyhow::Error::new(other),
+        })?;
+        tx.commit().await?;
+        Ok(user)
     })
     .await
     .context("user create failed")?;

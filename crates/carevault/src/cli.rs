@@ -35,6 +35,9 @@ pub enum Command {
     Search(SearchArgs),
     /// Mint development tokens.
     Token(TokenArgs),
+    /// Add, list or retire the keys of the tenant context (docs/THREAT_MODEL.md, "A tenant
+    /// context the database verifies"). Needs the owner's DATABASE_URL.
+    ContextKey(ContextKeyArgs),
     /// Check the database's security posture: one line per check, PASS, WARN or FAIL, with what to
     /// run to fix anything that is not PASS. Exit status 1 when any check fails (a warning alone
     /// exits 0).
@@ -42,6 +45,29 @@ pub enum Command {
     /// Exit 0 when the local server answers GET /api/v1/health/live with 200, else 1 (for a
     /// container HEALTHCHECK).
     Healthcheck(ListenArgs),
+}
+
+/// `carevault context-key ...`.
+#[derive(Debug, Args)]
+pub struct ContextKeyArgs {
+    /// The key command.
+    #[command(subcommand)]
+    pub command: ContextKeyCommand,
+}
+
+/// The key commands.
+#[derive(Debug, Subcommand)]
+pub enum ContextKeyCommand {
+    /// Add the key in TENANT_CONTEXT_KEY (`<kid>:<64 hex>`) to the keys the database accepts.
+    /// Adding the same key again changes nothing.
+    Add,
+    /// List the keys the database accepts: key id, when added, until when (never the key).
+    List,
+    /// Retire a key: proofs made with it stop verifying at once.
+    Retire {
+        /// The key id.
+        kid: String,
+    },
 }
 
 /// `--listen` of `serve` and `healthcheck`.

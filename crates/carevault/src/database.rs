@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use anyhow::{Context, bail};
 use carevault_db::cluster::{self, LoginFacts};
-use carevault_db::migrate;
+use carevault_db::{AppPool, migrate};
 use carevault_pg::{Cluster, SUPERUSER};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
@@ -52,6 +52,14 @@ impl Database {
             Some(cluster) => cluster.url(login, embedded::DATABASE),
             None => self.url.clone(),
         }
+    }
+
+    /// The tenant path's pool of an owner-run command: it logs in as [`Database::login_url`]
+    /// (`carevault_api`) and proves tenant contexts with a key the owner adds for
+    /// [`carevault_db::tenant_context::OWNER_KEY_LIFETIME`] ([`AppPool::over_owner`]).
+    pub async fn app_pool(&self, owner: &PgPool) -> anyhow::Result<AppPool> {
+        let keyed = AppPool::over_owner(owner).await.context("cannot add a key of the tenant context")?;
+        Ok(keyed.with_url(&self.login_url("carevault_api"), crate::admin::pool_config())?)
     }
 
     /// Makes sure the schema is at this binary's head: migrates the embedded default (it is

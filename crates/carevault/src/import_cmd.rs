@@ -15,7 +15,7 @@ use carevault_api::handlers::documents::CreateDocumentRequest;
 use carevault_db::repo::{MAX_IMPORT_BATCH, NewDocument};
 use carevault_db::{AppPool, AuditContext, DbError, TenantId, TenantTx, UserId};
 
-use crate::admin::{ROLE_HINT, context, pool_config, tenant_id, with_database};
+use crate::admin::{ROLE_HINT, context, tenant_id, with_app_pool};
 use crate::cli::DocumentsCommand;
 
 /// Runs a `documents` command.
@@ -27,15 +27,9 @@ pub async fn run(command: DocumentsCommand, database_url: Option<String>) -> any
     // Opened before the database, so that a wrong path fails at once.
     let reader = BufReader::new(File::open(&file).with_context(|| format!("cannot open {}", file.display()))?);
     let audit = AuditContext { user_id: Some(user), ..context() };
-    let outcome = with_database(database_url, "carevault_api", async |url| {
-        let pool = AppPool::connect_lazy(url, pool_config())?;
-        let result = async {
-            check_owner(&pool, tenant, user, &audit).await?;
-            import(&pool, tenant, user, &audit, reader, &file, strict).await
-        }
-        .await;
-        pool.close().await;
-        result
+    let outcome = with_app_pool(database_url, async |pool| {
+        check_owner(pool, tenant, user, &audit).await?;
+        import(pool, tenant, user, &audit, reader, &file, strict).await
     })
     .await
     .context("documents import failed")?;

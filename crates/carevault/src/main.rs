@@ -5,6 +5,7 @@
 mod admin;
 mod cli;
 mod config;
+mod context_key_cmd;
 mod database;
 mod demo;
 mod dev_secret;
@@ -67,6 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli::SearchCommand::Reconcile => search_cmd::reconcile(cli.database_url).await,
         },
         Command::Token(args) => token_cmd::run(args.command, cli.database_url.as_deref()),
+        Command::ContextKey(args) => context_key_cmd::run(args.command, cli.database_url).await,
         Command::Doctor(args) => doctor_cmd::run(args.json, cli.database_url).await,
         Command::Healthcheck(args) => healthcheck::run(args.listen).await,
     }

@@ -25,7 +25,7 @@ pub async fn reconcile(database_url: Option<String>) -> anyhow::Result<()> {
     let result = async {
         let owner = database.owner_pool().await?;
         database.ensure_schema(&owner).await?;
-        let app = AppPool::connect_lazy(&database.login_url("carevault_api"), pool_config())?;
+        let app = database.app_pool(&owner).await?;
         let platform = PlatformPool::connect_lazy(&database.login_url("carevault_ops"), pool_config())?;
         let waiting_since = std::time::Instant::now();
         let outcome = loop {

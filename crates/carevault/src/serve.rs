@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use carevault_api::auth::Authenticator;
 use carevault_api::{AppState, Environment};
+use carevault_db::tenant_context::{self, Installed, TenantContextKey};
 use carevault_db::{AppPool, PlatformPool, migrate};
 use carevault_pg::{Cluster, Paths, SUPERUSER};
 use tokio::net::TcpListener;
@@ -76,7 +77,14 @@ async fn serve(mut config: ServeConfig, signals: Signals, cluster_slot: &mut Opt
         );
     }
 
-    let app_pool = AppPool::connect_lazy(&app_url, config.pool).context("APP_DATABASE_URL")?;
+    let context_key = match config.tenant_context_key.clone() {
+        Some(key) => key,
+        None => dev_secret::load_or_create_context_key(&Paths::from_env()?.data_dir)?,
+    };
+    if let Some(owner_url) = &owner_url {
+        install_context_key(owner_url, &context_key).await?;
+    }
+    let app_pool = AppPool::connect_lazy(&app_url, config.pool, context_key).context("APP_DATABASE_URL")?;
     let platform_pool = PlatformPool::connect_lazy(&platform_url, config.pool).context("PLATFORM_DATABASE_URL")?;
     let maintenance = match (config.search_index_interval, owner_url) {
         (Some(interval), Some(owner_url)) => {
@@ -103,6 +111,22 @@ async fn serve(mut config: ServeConfig, signals: Signals, cluster_slot: &mut Opt
     result
 }
 
+/// Adds the server's key to the database through the owner's URL (nothing changes when it is
+/// there already).
+async fn install_context_key(owner_url: &str, key: &TenantContextKey) -> anyhow::Result<()> {
+    let owner = database::owner_pool(owner_url).await?;
+    let installed = async {
+        let mut conn = owner.acquire().await?;
+        anyhow::Ok(tenant_context::install(&mut conn, key, None).await?)
+    }
+    .await;
+    owner.close().await;
+    if installed.context("cannot add TENANT_CONTEXT_KEY to the database")? == Installed::Added {
+        tracing::info!(kid = %key.kid(), "added the tenant context key to the database");
+    }
+    Ok(())
+}
+
 async fn serve_with_pools(
     config: &ServeConfig,
     mut signals: Signals,
@@ -116,6 +140,11 @@ async fn serve_with_pools(
              `carevault migrate up` runs",
             schema.migration_version,
             migrate::head_version()
+        ),
+        Ok(schema) if !schema.context_verified => tracing::error!(
+            "the database does not accept this server's TENANT_CONTEXT_KEY: every tenant request would see nothing, \
+             and /health/ready stays 503. Add the key with `carevault context-key add` (DATABASE_URL of the owner, \
+             the same TENANT_CONTEXT_KEY), and check that this host's clock and the database's agree"
         ),
         Ok(_) => {}
         Err(e) => tracing::warn!("the database is not usable yet ({e}): /health/ready stays 503 until it is"),

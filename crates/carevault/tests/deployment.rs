@@ -89,7 +89,7 @@ fn the_template_lists_every_variable_of_the_configuration_table_with_its_default
         assert!(entry["required"].is_boolean(), "{name}: required true or false");
     }
     // The production rules of src/config, as the template states them.
-    for name in ["DATABASE_URL", "OIDC_ISSUER_URL", "OIDC_CLIENT_ID", "ALLOWED_ORIGINS"] {
+    for name in ["DATABASE_URL", "OIDC_ISSUER_URL", "OIDC_CLIENT_ID", "ALLOWED_ORIGINS", "TENANT_CONTEXT_KEY"] {
         assert_eq!(listed[name]["required"], true, "{name} is required in the container");
     }
     assert!(listed["JWT_HS256_SECRET"].get("value").is_none(), "the template never sets JWT_HS256_SECRET");

@@ -76,12 +76,8 @@ impl Setup {
     /// (documents of the user, `document.imported` rows, the sum of their counts), as the tenant.
     async fn counts(&self) -> (i64, i64, i64) {
         let mut conn = PgConnection::connect(&self.db.app_url()).await.expect("connect as carevault_api");
-        sqlx::query("SET ROLE carevault_app").execute(&mut conn).await.expect("set role");
-        sqlx::query("SELECT set_config('app.current_tenant_id', $1, false)")
-            .bind(&self.tenant)
-            .execute(&mut conn)
-            .await
-            .expect("set the tenant");
+        let tenant = carevault_db::TenantId::parse(&self.tenant).expect("a tenant id");
+        carevault_testdb::prove_tenant(&mut conn, tenant).await;
         sqlx::query_as(
             "SELECT (SELECT count(*) FROM documents WHERE user_id = $1::uuid), \
                     (SELECT count(*) FROM audit_logs WHERE action = 'document.imported'), \

@@ -50,7 +50,7 @@ pub struct Ready {
 }
 
 /// Readiness: both pools answer, migrations are at this binary's head, pgvector is installed,
-/// and the identity provider's keys were fetched (when one is configured). 503 names the failing
+/// the database accepts the tenant context's key, and the identity provider's keys were fetched (when one is configured). 503 names the failing
 /// check.
 #[utoipa::path(get, path = "/api/v1/health/ready", operation_id = "getReadiness", tag = "health",
     responses((status = 200, description = "Every check passed", body = Ready), (status = 503, description = "A check failed; `checks` names it", body = Ready)))]
@@ -70,7 +70,7 @@ pub async fn ready(
         latency_ms: elapsed,
         error: app.as_ref().err().map(|e| e.to_string()),
     });
-    let (migrations, pgvector) = match &app {
+    let (migrations, pgvector, context) = match &app {
         Ok(schema) => {
             let head = carevault_db::migrate::head_version();
             let migrations = (schema.migration_version == head)
@@ -78,12 +78,21 @@ pub async fn ready(
                 .ok_or_else(|| format!("database at version {}, this binary expects {head}", schema.migration_version));
             let pgvector =
                 schema.pgvector_version.as_ref().map(|_| ()).ok_or_else(|| "pgvector is not installed".to_string());
-            (migrations, pgvector)
+            let context = schema.context_verified.then_some(()).ok_or_else(|| {
+                "the database does not accept TENANT_CONTEXT_KEY: add it with `carevault context-key add`, and check \
+                 that this host's clock and the database's agree"
+                    .to_string()
+            });
+            (migrations, pgvector, context)
         }
-        Err(_) => (Err("app_pool failed".to_string()), Err("app_pool failed".to_string())),
+        Err(_) => {
+            let failed = || Err("app_pool failed".to_string());
+            (failed(), failed(), failed())
+        }
     };
     checks.push(Check { name: "migrations", ok: migrations.is_ok(), latency_ms: elapsed, error: migrations.err() });
     checks.push(Check { name: "pgvector", ok: pgvector.is_ok(), latency_ms: elapsed, error: pgvector.err() });
+    checks.push(Check { name: "tenant_context", ok: context.is_ok(), latency_ms: elapsed, error: context.err() });
 
     let started = Instant::now();
     let platform = inner.platform_pool.ping().await;

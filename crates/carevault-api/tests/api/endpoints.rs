@@ -14,7 +14,7 @@ async fn health_and_openapi_need_no_token() {
     assert_eq!(ready.status, 200, "{}", ready.body);
     let names: Vec<&str> =
         ready.body["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["app_pool", "migrations", "pgvector", "platform_pool", "jwks"]);
+    assert_eq!(names, ["app_pool", "migrations", "pgvector", "tenant_context", "platform_pool", "jwks"]);
     let spec = app.call("GET", "/openapi.json", None, None).await;
     assert_eq!(spec.status, 200);
     assert_eq!(spec.body["openapi"], "3.1.0");
@@ -33,7 +33,8 @@ async fn readiness_names_the_failing_check() {
     assert_eq!(ready.status, 503);
     assert_eq!(ready.body["status"], "not_ready");
     assert_eq!(ready.body["error"]["code"], "SYS_001");
-    assert_eq!(ready.body["error"]["message"], "not ready: migrations");
+    // Before migration 18 the database cannot verify the tenant context either.
+    assert_eq!(ready.body["error"]["message"], "not ready: migrations, tenant_context");
     let failing: Vec<&str> = ready.body["checks"]
         .as_array()
         .unwrap()
@@ -41,7 +42,7 @@ async fn readiness_names_the_failing_check() {
         .filter(|c| c["ok"] == false)
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(failing, ["migrations"]);
+    assert_eq!(failing, ["migrations", "tenant_context"]);
     assert!(ready.body["checks"][1]["error"].is_string(), "development shows why");
 
     // In production the unauthenticated endpoint names the failing check, nothing more.
@@ -51,8 +52,20 @@ async fn readiness_names_the_failing_check() {
         .await
         .unwrap();
     let ready = prod.call("GET", "/api/v1/health/ready", None, None).await;
-    assert_eq!((ready.status, ready.body["error"]["message"].as_str()), (503, Some("not ready: migrations")));
+    assert_eq!(
+        (ready.status, ready.body["error"]["message"].as_str()),
+        (503, Some("not ready: migrations, tenant_context"))
+    );
     assert!(ready.body["checks"].as_array().unwrap().iter().all(|c| c.get("error").is_none()));
+}
+
+#[tokio::test]
+async fn readiness_fails_while_the_database_does_not_accept_the_servers_key() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.call("GET", "/api/v1/health/ready", None, None).await.status, 200);
+    sqlx::query("DELETE FROM carevault_private.tenant_context_keys").execute(&app.db.owner_pool().await).await.unwrap();
+    let ready = app.call("GET", "/api/v1/health/ready", None, None).await;
+    assert_eq!((ready.status, ready.body["error"]["message"].as_str()), (503, Some("not ready: tenant_context")));
 }
 
 #[tokio::test]

@@ -95,7 +95,8 @@ impl TestApp {
         let mut config = ApiConfig { platform_api_token: Some(PLATFORM_TOKEN.into()), ..ApiConfig::default() };
         let mut auth = AuthConfig { hs256_secret: Some(SECRET.into()), ..AuthConfig::default() };
         configure(&mut config, &mut auth);
-        let app_pool = AppPool::connect_lazy(&app_url(db.app_url()).await, pool_config).unwrap();
+        let app_pool =
+            AppPool::connect_lazy(&app_url(db.app_url()).await, pool_config, carevault_testdb::context_key()).unwrap();
         let platform_pool = PlatformPool::connect_lazy(&db.ops_url(), pool_config).unwrap();
         let authenticator = Authenticator::new(auth.clone(), reqwest::Client::new());
         let connections = config.connections;
@@ -173,12 +174,7 @@ impl TestApp {
     /// A session of the runtime role in `tenant`, as a tool holding the login's credentials has.
     pub async fn tenant_session(&self, tenant: TenantId) -> sqlx::PgConnection {
         let mut conn = sqlx::PgConnection::connect(&self.db.app_url()).await.unwrap();
-        sqlx::query("SET ROLE carevault_app").execute(&mut conn).await.unwrap();
-        sqlx::query("SELECT set_config('app.current_tenant_id', $1, false)")
-            .bind(tenant.to_string())
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        carevault_testdb::prove_tenant(&mut conn, tenant).await;
         conn
     }
 

@@ -84,10 +84,10 @@ async fn an_authenticated_document_read_takes_a_known_number_of_round_trips() {
     counter.take();
     assert_eq!(app.call("GET", &path, Some(&member.token), None).await.status, 200);
     let read = counter.take();
-    // Today, 17, seen on the wire: authentication's transaction (BEGIN; settings; tenant and user;
-    // COMMIT) and the handler's (BEGIN; settings naming the user; the read; the audit insert;
-    // COMMIT) = 9; the release check of each connection, an unnamed statement prepared and then
-    // executed = 4; and two Sync-only exchanges at each acquire (the pool's liveness check) = 4. The
-    // verified tenant context (issue 12) aims at 4.
-    assert_eq!(read, 17, "round trips of an authenticated GET /documents/{{id}}");
+    // Today, 21, seen on the wire: authentication's transaction (BEGIN; the session's binding,
+    // an unnamed statement prepared and executed; the proof; tenant and user; COMMIT) and the
+    // handler's (the same, the proof naming the user; the read; the audit insert; COMMIT) = 13; the
+    // release check of each connection, an unnamed statement prepared and then executed = 4; and
+    // two Sync-only exchanges at each acquire (the pool's liveness check) = 4. Issue 12 aims at 4.
+    assert_eq!(read, 21, "round trips of an authenticated GET /documents/{{id}}");
 }

@@ -144,7 +144,7 @@ pub(super) async fn security_definer_facts(pool: &PgPool) -> Result<Vec<Security
     Ok(rows.into_iter().map(|(function, executable_by)| SecurityDefinerFacts { function, executable_by }).collect())
 }
 
-/// No SECURITY DEFINER function the carevault roles can execute, except the manifest's (none).
+/// No SECURITY DEFINER function the carevault roles can execute, except the manifest's (the verifier of the tenant context).
 /// Functions that extensions own are theirs to answer for, and are not listed.
 pub fn evaluate_security_definer(functions: &[SecurityDefinerFacts], manifest: &Manifest) -> Check {
     const NAME: &str = "security_definer_functions";

@@ -29,8 +29,13 @@ pub(super) async fn search_facts(pool: &PgPool) -> Result<SearchFacts, DbError> 
     .await?;
     // Counting a tenant's rows needs a tenant transaction: under FORCE ROW LEVEL SECURITY the
     // owner sees none. The login must be able to switch to both runtime roles.
-    let indexes =
-        SearchIndexFacts::read(pool, &AppPool::over(pool), &PlatformPool::over(pool), IndexPolicy::DEFAULT).await?;
+    let indexes = SearchIndexFacts::read(
+        pool,
+        &AppPool::over_owner(pool).await?,
+        &PlatformPool::over(pool),
+        IndexPolicy::DEFAULT,
+    )
+    .await?;
     Ok(SearchFacts { shared_index, indexes })
 }
 

@@ -3,7 +3,7 @@
 //! It says which roles exist and what they are, which privileges each holds on each table (and
 //! column), every row-level security policy with its expressions, the functions of ours (their
 //! attributes, who may execute them and a fingerprint of their body), the triggers that guard the
-//! tables, and the SECURITY DEFINER functions we own (none). The migrations create this state; the
+//! tables, and the SECURITY DEFINER functions we own (the verifier only). The migrations create this state; the
 //! doctor and the catalog tests compare the live catalog with [`Manifest::carevault`] exactly, so
 //! a policy widened with `OR true`, a grant added, a trigger function rewritten or a SECURITY
 //! DEFINER function slipped in is a FAIL naming the difference (docs/ARCHITECTURE.md, "The
@@ -40,6 +40,10 @@ pub const ROLES: [Role; 4] = [
 /// schema (or in `pg_catalog`) is not mistaken for it.
 pub const CURRENT_TENANT: &str = "(SELECT public.carevault_current_tenant())";
 
+/// The one SECURITY DEFINER function of ours: the verifier of the tenant context (migration 18),
+/// which reads the keys no runtime role can.
+pub const VERIFIER: &str = "public.carevault_current_tenant()";
+
 /// `idle_in_transaction_session_timeout` of the two login roles: a session that leaves a transaction
 /// open and idle longer is ended by the server. Sent by the pools at connect time and stored as the
 /// logins' role default by the bootstrap (for a pooler that drops startup parameters).
@@ -74,7 +78,7 @@ pub struct Manifest {
     pub functions: Vec<Function>,
     /// The triggers on our tables, and nothing else (triggers of extensions aside).
     pub triggers: Vec<Trigger>,
-    /// Our SECURITY DEFINER functions (`schema.name(argument types)`): none. Such a function runs
+    /// Our SECURITY DEFINER functions (`schema.name(argument types)`): [`VERIFIER`]. Such a function runs
     /// with its owner's rights, so one the runtime roles can call is a way around row-level
     /// security.
     pub security_definer_functions: Vec<&'static str>,
@@ -134,12 +138,12 @@ const PINNED: &[&str] = &["search_path=pg_catalog"];
 const FUNCTIONS: [Function; 6] = [
     Function {
         signature: "public.carevault_current_tenant()",
-        language: "sql",
+        language: "plpgsql",
         volatility: 's',
-        security_definer: false,
-        config: &[],
+        security_definer: true,
+        config: &["search_path=pg_catalog, pg_temp"],
         executable_by: &[APP_ROLE],
-        fingerprint: "55fcac970e5254feb15b67e31303b175fa4dfa3df2caba68aa5bbc76435c2ec7",
+        fingerprint: "ea6515ce346d0cc77513a29094aa90c766b7488e837e8ebc0de4c3557c68810e",
     },
     Function {
         signature: "public.prevent_audit_log_modification()",
@@ -304,7 +308,7 @@ impl Manifest {
             policies,
             functions: FUNCTIONS.to_vec(),
             triggers: TRIGGERS.to_vec(),
-            security_definer_functions: Vec::new(),
+            security_definer_functions: vec![VERIFIER],
             role_settings: [API_LOGIN, OPS_LOGIN]
                 .map(|login| {
                     format!(

@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use crate::fixtures::{TwoTenants, app_session, document, new_user, two_tenants};
 
 /// One attempt and what happened.
-struct Entry {
+pub(crate) struct Entry {
     id: String,
     category: &'static str,
     description: &'static str,
@@ -28,10 +28,10 @@ struct Entry {
 }
 
 /// The fixture and the entries.
-struct Catalogue {
-    db: TestDb,
-    a: TenantId,
-    b: TenantId,
+pub(crate) struct Catalogue {
+    pub(crate) db: TestDb,
+    pub(crate) a: TenantId,
+    pub(crate) b: TenantId,
     alice: uuid::Uuid,
     bob: uuid::Uuid,
     bob_doc: Document,
@@ -40,7 +40,7 @@ struct Catalogue {
 
 /// The outcome of a statement, reduced to what a session observes: the SQLSTATE, or the number
 /// of rows returned or affected.
-fn outcome<T>(result: Result<T, sqlx::Error>, rows: impl FnOnce(T) -> u64) -> String {
+pub(crate) fn outcome<T>(result: Result<T, sqlx::Error>, rows: impl FnOnce(T) -> u64) -> String {
     match result {
         Ok(value) => format!("ok ({} rows)", rows(value)),
         Err(sqlx::Error::Database(db)) => format!("error {}", db.code().unwrap_or_default()),
@@ -49,12 +49,12 @@ fn outcome<T>(result: Result<T, sqlx::Error>, rows: impl FnOnce(T) -> u64) -> St
 }
 
 /// Runs `sql` (one or more statements, simple protocol) on `conn`.
-async fn run(conn: &mut PgConnection, sql: &str) -> String {
+pub(crate) async fn run(conn: &mut PgConnection, sql: &str) -> String {
     outcome(sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&mut *conn).await, |r| r.rows_affected())
 }
 
 /// A scalar query's value, or its error.
-async fn scalar(conn: &mut PgConnection, sql: &str) -> Result<i64, String> {
+pub(crate) async fn scalar(conn: &mut PgConnection, sql: &str) -> Result<i64, String> {
     sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.to_owned()))
         .fetch_one(&mut *conn)
         .await
@@ -63,12 +63,12 @@ async fn scalar(conn: &mut PgConnection, sql: &str) -> Result<i64, String> {
 
 impl Catalogue {
     /// A fresh attacker session in tenant A.
-    async fn session(&self) -> PgConnection {
+    pub(crate) async fn session(&self) -> PgConnection {
         app_session(&self.db, Some(self.a)).await
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record(
+    pub(crate) fn record(
         &mut self,
         category: &'static str,
         description: &'static str,
@@ -93,7 +93,13 @@ impl Catalogue {
     }
 
     /// Runs `sql` in a fresh tenant-A session and records it.
-    async fn attack(&mut self, category: &'static str, description: &'static str, sql: &str, expected: &[&str]) {
+    pub(crate) async fn attack(
+        &mut self,
+        category: &'static str,
+        description: &'static str,
+        sql: &str,
+        expected: &[&str],
+    ) {
         let mut conn = self.session().await;
         let observed = run(&mut conn, sql).await;
         self.record(category, description, sql, expected, observed, false);
@@ -107,7 +113,7 @@ impl Catalogue {
     }
 
     /// Replaces the placeholders `:a`, `:b`, `:alice`, `:bob`, `:bob_doc` with literals.
-    fn sql(&self, template: &str) -> String {
+    pub(crate) fn sql(&self, template: &str) -> String {
         template
             .replace(":bob_doc", &format!("'{}'", self.bob_doc.id))
             .replace(":alice", &format!("'{}'", self.alice))
@@ -137,7 +143,8 @@ async fn fingerprint(db: &TestDb, b: TenantId) -> String {
             (SELECT string_agg(concat_ws(':', roleid, member, admin_option, inherit_option, set_option), ',' \
                 ORDER BY roleid, member) FROM pg_auth_members), \
             (SELECT string_agg(concat_ws(':', proname, proacl, prosecdef), ',' ORDER BY oid) FROM pg_proc \
-                WHERE pronamespace = 'public'::regnamespace)))",
+                WHERE pronamespace = 'public'::regnamespace), \
+            (SELECT string_agg(k::text, ',' ORDER BY k.kid) FROM carevault_private.tenant_context_keys k)))",
     )
     .bind(b)
     .fetch_one(&mut owner)
@@ -333,8 +340,11 @@ async fn attacker_b_catalogue_every_attempt_fails_or_is_an_accepted_limit() {
     c.attack("audit trail", "drop the TRUNCATE guard", "DROP TRIGGER prevent_audit_log_truncate ON audit_logs", &e)
         .await;
     c.attack("audit trail", "call a trigger function directly", "SELECT prevent_audit_log_modification()", &e).await;
-    let sql = c.sql("SELECT set_config('app.current_tenant_id', :b, false); UPDATE audit_logs SET action = 'forged'");
-    c.attack("audit trail", "claim tenant B, then rewrite its audit rows", &sql, &e).await;
+    let sql = c.sql(
+        "SELECT set_config('app.tenant_context', 'c1.test.' || :b || '..9999999999.' || repeat('0', 64), false); \
+         UPDATE audit_logs SET action = 'forged'",
+    );
+    c.attack("audit trail", "claim tenant B with a made-up proof, then rewrite its audit rows", &sql, &e).await;
 
     // --- Tenant B's rows through writes, keys and constraints ------------------------------------
     let sql = c.sql("INSERT INTO users (tenant_id, email, role) VALUES (:b, 'evil@b.test', 'admin')");
@@ -508,18 +518,21 @@ async fn attacker_b_catalogue_every_attempt_fails_or_is_an_accepted_limit() {
     }
     c.attack(
         "read",
-        "no SECURITY DEFINER function in public to abuse",
-        "SELECT 1 FROM pg_proc WHERE prosecdef AND pronamespace = 'public'::regnamespace",
+        "no SECURITY DEFINER function in public to abuse but the verifier of the tenant context",
+        "SELECT 1 FROM pg_proc WHERE prosecdef AND pronamespace = 'public'::regnamespace \
+         AND oid <> 'public.carevault_current_tenant()'::regprocedure",
         &["ok (0 rows)"],
     )
     .await;
-    c.attack(
-        "read",
-        "a tenant id that is not a UUID (injection) raises instead of matching",
-        "SELECT set_config('app.current_tenant_id', ''' OR true --', false); SELECT count(*) FROM documents",
-        &["error 22P02"],
-    )
-    .await;
+    {
+        let set = "SELECT set_config('app.tenant_context', ''' OR true --', false)";
+        let mut conn = c.session().await;
+        run(&mut conn, set).await;
+        let count = scalar(&mut conn, "SELECT count(*) FROM documents").await;
+        let sql = format!("{set}; SELECT count(*) FROM documents");
+        let what = "a tenant context that is an injection matches nothing";
+        c.record("read", what, &sql, &["Ok(0)"], format!("{count:?}"), false);
+    }
     // One row per migration (their versions run from 1 to the head without a gap).
     let migrations = format!("ok ({} rows)", carevault_db::migrate::head_version());
     c.accepted(
@@ -598,58 +611,56 @@ async fn attacker_b_catalogue_every_attempt_fails_or_is_an_accepted_limit() {
         );
     }
 
-    // --- The tenant setting: prepared statements and the set_config limit -------------------------
+    // --- The tenant context: prepared statements and claims without the key -----------------------
     {
         let sql = "SET plan_cache_mode = force_generic_plan; PREPARE cv_p AS SELECT tenant_id FROM documents; \
-                   EXECUTE cv_p (tenant A); set tenant ''; EXECUTE cv_p";
+                   EXECUTE cv_p (tenant A); clear the context; EXECUTE cv_p";
         let mut conn = c.session().await;
         run(&mut conn, "SET plan_cache_mode = force_generic_plan; PREPARE cv_p AS SELECT tenant_id FROM documents")
             .await;
         let under_a = run(&mut conn, "EXECUTE cv_p").await;
-        run(&mut conn, "SELECT set_config('app.current_tenant_id', '', false)").await;
+        let proof_of_a: String =
+            sqlx::query_scalar("SELECT current_setting('app.tenant_context')").fetch_one(&mut conn).await.unwrap();
+        run(&mut conn, "SELECT set_config('app.tenant_context', '', false)").await;
         let unset = run(&mut conn, "EXECUTE cv_p").await;
         c.record(
             "prepared statements",
-            "a generic plan prepared under tenant A returns nothing once the tenant is unset",
+            "a generic plan prepared under tenant A returns nothing once the context is cleared",
             sql,
             &["A: ok (1 rows); unset: ok (0 rows)"],
             format!("A: {under_a}; unset: {unset}"),
             false,
         );
-        let claimed = run(&mut conn, &c.sql("SELECT set_config('app.current_tenant_id', :b, false)")).await;
-        let rows: Vec<TenantId> = sqlx::query_scalar("EXECUTE cv_p").fetch_all(&mut conn).await.unwrap_or_default();
-        let observed = format!(
-            "{claimed}; rows: {}, all of tenant B: {}",
-            rows.len(),
-            !rows.is_empty() && rows.iter().all(|t| *t == c.b)
+        let forged = proof_of_a.replace(&c.a.to_string(), &c.b.to_string());
+        let claimed = outcome(
+            sqlx::query("SELECT set_config('app.tenant_context', $1, false)").bind(&forged).execute(&mut conn).await,
+            |r| r.rows_affected(),
         );
+        let rows: Vec<TenantId> = sqlx::query_scalar("EXECUTE cv_p").fetch_all(&mut conn).await.unwrap_or_default();
         c.record(
             "prepared statements",
-            "the same plan after claiming tenant B with set_config: B's rows (accepted: the set_config limit)",
-            "SELECT set_config('app.current_tenant_id', '<B>', false); EXECUTE cv_p",
-            &["ok (1 rows); rows: 1, all of tenant B: true"],
-            observed,
-            true,
+            "the same plan after claiming tenant B with A's proof edited to name B: nothing (held since the \
+             database verifies the tenant context)",
+            "SELECT set_config('app.tenant_context', '<A's proof, tenant replaced by B>', false); EXECUTE cv_p",
+            &["ok (1 rows); rows: 0"],
+            format!("{claimed}; rows: {}", rows.len()),
+            false,
         );
     }
     {
         let sql = c.sql("SELECT set_config('app.current_tenant_id', :b, false); SELECT tenant_id FROM documents");
         let mut conn = c.session().await;
         run(&mut conn, &c.sql("SELECT set_config('app.current_tenant_id', :b, false)")).await;
-        let rows: Result<Vec<TenantId>, _> =
-            sqlx::query_scalar("SELECT tenant_id FROM documents").fetch_all(&mut conn).await;
-        let observed = match rows {
-            Ok(rows) => format!("{} rows, all of tenant B: {}", rows.len(), rows.iter().all(|t| *t == c.b)),
-            Err(e) => outcome::<()>(Err(e), |_| 0),
-        };
+        run(&mut conn, "SELECT set_config('app.tenant_context', '', false)").await;
+        let rows = scalar(&mut conn, "SELECT count(*) FROM documents").await;
         c.record(
             "tenant context",
-            "claim tenant B with set_config and read its documents (accepted until the database verifies the tenant \
-             context)",
+            "claim tenant B with set_config, the way the policies trusted until migration 18, and read its \
+             documents: nothing (held since the database verifies the tenant context)",
             &sql,
-            &["1 rows, all of tenant B: true"],
-            observed,
-            true,
+            &["Ok(0)"],
+            format!("{rows:?}"),
+            false,
         );
     }
 
@@ -687,6 +698,8 @@ async fn attacker_b_catalogue_every_attempt_fails_or_is_an_accepted_limit() {
             false,
         );
     }
+
+    crate::attacks_context::attempts(&mut c).await;
 
     // --- Ground truth ------------------------------------------------------------------------------
     let after = fingerprint(&c.db, b).await;

@@ -115,12 +115,16 @@ async fn privileges_are_exactly_the_designed_ones() {
     .await
     .unwrap();
     assert!(schema_create.iter().all(|(_, create)| !create), "{schema_create:?}");
-    let definers: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND prosecdef")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(definers, 0);
+    // The only SECURITY DEFINER function is the verifier of the tenant context.
+    let definers: Vec<String> = sqlx::query_scalar(
+        "SELECT oid::regprocedure::text FROM pg_proc \
+         WHERE pronamespace IN ('public'::regnamespace, 'carevault_private'::regnamespace) AND prosecdef",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(definers, ["carevault_current_tenant()"]);
+    assert_eq!(Manifest::carevault().security_definer_functions, [carevault_db::manifest::VERIFIER]);
 }
 
 #[tokio::test]
@@ -189,9 +193,13 @@ async fn every_tenant_table_has_forced_rls_a_guard_and_a_policy_per_granted_comm
 
 /// A transaction switched to `carevault_app` in the System tenant, as `TenantTx` opens one.
 async fn system_tenant_transaction(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    use carevault_db::tenant_context::{Binding, BindingKind, expiry_from_now};
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('role', 'carevault_app', true), set_config('app.current_tenant_id', $1, true)")
-        .bind(carevault_db::TenantId::SYSTEM.to_string())
+    let binding = Binding::read(&mut tx, BindingKind::Transaction).await.unwrap();
+    let proof =
+        carevault_testdb::context_key().prove(carevault_db::TenantId::SYSTEM, None, &binding, expiry_from_now());
+    sqlx::query("SELECT set_config('role', 'carevault_app', true), set_config('app.tenant_context', $1, true)")
+        .bind(proof)
         .execute(&mut *tx)
         .await
         .unwrap();
@@ -234,8 +242,8 @@ async fn policies_call_the_tenant_function_once_per_query() {
         sqlx::query_scalar("EXPLAIN (VERBOSE) SELECT id FROM documents").fetch_all(&mut *tx).await.unwrap();
     let plan = plan.join("\n");
     assert!(plan.contains("Filter: (documents.tenant_id = (InitPlan 1).col1)"), "{plan}");
-    // The function is inlined (a SQL-standard body): its expression appears once, in the InitPlan.
-    assert_eq!(plan.matches("current_setting('app.current_tenant_id'").count(), 1, "{plan}");
+    // The verifier is called once, in the InitPlan.
+    assert_eq!(plan.matches("carevault_current_tenant()").count(), 1, "{plan}");
     assert!(plan.contains("InitPlan 1\n"), "{plan}");
     // STABLE: a cached generic plan re-reads it on every execution.
     let volatility: String = sqlx::query_scalar(
@@ -255,12 +263,10 @@ async fn the_tenant_function_ignores_a_hostile_search_path() {
     // pg_temp is searched first for types: a temporary table named uuid shadows the type uuid for
     // anything parsed now...
     sqlx::query("CREATE TEMPORARY TABLE uuid (x text)").execute(&mut *tx).await.unwrap();
-    sqlx::query("SAVEPOINT shadowed").execute(&mut *tx).await.unwrap();
-    let shadowed =
-        sqlx::query("SELECT nullif(current_setting('app.current_tenant_id', true), '')::uuid").execute(&mut *tx).await;
-    assert!(shadowed.is_err(), "the cast was not shadowed: the test proves nothing");
-    sqlx::query("ROLLBACK TO SAVEPOINT shadowed").execute(&mut *tx).await.unwrap();
-    // ...but not the function's body, parsed when it was created, nor the policies.
+    let shadowed: bool =
+        sqlx::query_scalar("SELECT 'uuid'::regtype <> 'pg_catalog.uuid'::regtype").fetch_one(&mut *tx).await.unwrap();
+    assert!(shadowed, "the type was not shadowed: the test proves nothing");
+    // ...but not the verifier, whose search_path is pinned with pg_temp last, nor the policies.
     let (tenant, kind): (uuid::Uuid, String) =
         sqlx::query_as("SELECT carevault_current_tenant(), pg_typeof(carevault_current_tenant())::text")
             .fetch_one(&mut *tx)

@@ -518,7 +518,8 @@ async fn a_superuser_login_is_still_bound_by_rls_inside_a_tenant_transaction() {
     document(&pool, &alice, "a.pdf").await;
     document(&pool, &bob, "b.pdf").await;
     // The single-URL deployment: the pool logs in as the superuser; TenantTx switches role.
-    let superuser = AppPool::connect_lazy(&db.owner_url(), PoolConfig::default()).unwrap();
+    let superuser =
+        AppPool::connect_lazy(&db.owner_url(), PoolConfig::default(), carevault_testdb::context_key()).unwrap();
     let mut tx = TenantTx::begin(&superuser, a, as_user(&alice)).await.unwrap();
     let page = tx.documents().list(DocumentFilter::default(), PageLimit::default(), None).await.unwrap();
     assert_eq!(page.items.len(), 1);

@@ -70,18 +70,19 @@ pub fn embedding(seed: u32) -> Embedding {
     Embedding::parse(values).expect("embedding")
 }
 
-/// A raw session of the login role `carevault_api`, switched to `carevault_app` with the tenant
-/// setting made by hand, as an attacker holding those credentials could (docs/THREAT_MODEL.md, attacker B).
-/// `tenant = None` leaves the tenant unset.
+/// A raw session of the login role `carevault_api`, switched to `carevault_app`, with a valid
+/// proof of `tenant` (made with the test key, bound to this session) as a tool holding the key
+/// would have. `tenant = None` leaves the tenant unset: what attacker B, without the key, has
+/// (docs/THREAT_MODEL.md).
 pub async fn app_session(db: &TestDb, tenant: Option<TenantId>) -> PgConnection {
     let mut conn = PgConnection::connect(&db.app_url()).await.expect("connect as carevault_api");
-    sqlx::query("SET ROLE carevault_app").execute(&mut conn).await.expect("set role");
-    if let Some(tenant) = tenant {
-        sqlx::query("SELECT set_config('app.current_tenant_id', $1, false)")
-            .bind(tenant.to_string())
-            .execute(&mut conn)
-            .await
-            .expect("set tenant");
+    match tenant {
+        Some(tenant) => {
+            carevault_testdb::prove_tenant(&mut conn, tenant).await;
+        }
+        None => {
+            sqlx::query("SET ROLE carevault_app").execute(&mut conn).await.expect("set role");
+        }
     }
     conn
 }

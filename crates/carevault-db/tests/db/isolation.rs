@@ -236,15 +236,18 @@ async fn an_exhausted_pool_and_an_unreachable_database_are_told_apart() {
         acquire_timeout: std::time::Duration::from_millis(300),
         statement_cache: true,
     };
-    let pool = carevault_db::AppPool::connect_lazy(&db.app_url(), config).unwrap();
+    let pool = carevault_db::AppPool::connect_lazy(&db.app_url(), config, carevault_testdb::context_key()).unwrap();
     let held = TenantTx::begin(&pool, carevault_db::TenantId::SYSTEM, AuditContext::default()).await.unwrap();
     let second = TenantTx::begin(&pool, carevault_db::TenantId::SYSTEM, AuditContext::default()).await;
     assert!(matches!(second, Err(DbError::PoolExhausted)), "{second:?}");
     drop(held);
 
-    let nowhere =
-        carevault_db::AppPool::connect_lazy("postgres://carevault_api@localhost/x?host=/nonexistent-carevault", config)
-            .unwrap();
+    let nowhere = carevault_db::AppPool::connect_lazy(
+        "postgres://carevault_api@localhost/x?host=/nonexistent-carevault",
+        config,
+        carevault_testdb::context_key(),
+    )
+    .unwrap();
     let result = TenantTx::begin(&nowhere, carevault_db::TenantId::SYSTEM, AuditContext::default()).await;
     assert!(matches!(result, Err(DbError::Unavailable(_))), "{result:?}");
     assert!(matches!(nowhere.ping().await, Err(DbError::Unavailable(_))));
@@ -270,14 +273,14 @@ async fn the_leak_guard_refuses_a_connection_that_kept_a_tenant_or_role() {
     let login = "carevault_api";
     assert!(carevault_db::connection_is_clean(&mut conn, login).await.unwrap());
 
-    // A session-level tenant setting survives the transaction: refused.
-    sqlx::query("SELECT set_config('app.current_tenant_id', $1, false)")
-        .bind(a.to_string())
+    // A session-level tenant context survives the transaction: refused.
+    sqlx::query("SELECT set_config('app.tenant_context', $1, false)")
+        .bind(format!("c1.test.{a}"))
         .execute(&mut conn)
         .await
         .unwrap();
     assert!(!carevault_db::connection_is_clean(&mut conn, login).await.unwrap());
-    sqlx::query("RESET app.current_tenant_id").execute(&mut conn).await.unwrap();
+    sqlx::query("RESET app.tenant_context").execute(&mut conn).await.unwrap();
     assert!(carevault_db::connection_is_clean(&mut conn, login).await.unwrap());
 
     // A session-level role switch: refused.
@@ -376,7 +379,7 @@ async fn unnamed_statements_work_end_to_end() {
     // DB_STATEMENT_CACHE=false (PgBouncer < 1.21): every query is sent unnamed.
     let db = TestDb::new().await;
     let config = carevault_db::PoolConfig { statement_cache: false, ..carevault_db::PoolConfig::default() };
-    let pool = carevault_db::AppPool::connect_lazy(&db.app_url(), config).unwrap();
+    let pool = carevault_db::AppPool::connect_lazy(&db.app_url(), config, carevault_testdb::context_key()).unwrap();
     let platform = carevault_db::PlatformPool::connect_lazy(&db.ops_url(), config).unwrap();
     let a = tenant(&platform, "A").await;
     let alice = user(&pool, a, "alice@a.test", UserRole::Member).await;

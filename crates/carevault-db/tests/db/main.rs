@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod attacks;
+mod attacks_context;
 mod bootstrap;
 mod catalog;
 mod cluster;

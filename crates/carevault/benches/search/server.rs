@@ -129,7 +129,8 @@ impl Member {
 /// same audited paths as `carevault tenant create` / `user create`).
 pub async fn create_members(url: &str, prefix: &str, count: usize) -> anyhow::Result<Vec<Member>> {
     let platform = PlatformPool::connect_lazy(url, PoolConfig::default())?;
-    let app = AppPool::connect_lazy(url, PoolConfig::default())?;
+    let owner = sqlx::PgPool::connect(url).await?;
+    let app = AppPool::over_owner(&owner).await?;
     let mut members = Vec::with_capacity(count);
     for i in 0..count {
         let mut tx = PlatformTx::begin(&platform, AuditContext::default()).await?;

@@ -15,6 +15,7 @@ pub const PRODUCTION_OK: &[(&str, &str)] = &[
     ("ALLOWED_ORIGINS", "https://app.example.com, https://admin.example.com"),
     ("OIDC_ISSUER_URL", "https://idp.example.com"),
     ("OIDC_CLIENT_ID", "carevault"),
+    ("TENANT_CONTEXT_KEY", "prod-1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"),
 ];
 
 /// The lookup of an environment holding exactly `vars`.

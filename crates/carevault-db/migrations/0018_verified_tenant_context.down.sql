@@ -1,0 +1,7 @@
+-- Back to the tenant named by a setting any session can write (migration 15).
+CREATE OR REPLACE FUNCTION public.carevault_current_tenant() RETURNS uuid
+    LANGUAGE sql STABLE SECURITY INVOKER PARALLEL SAFE
+    RETURN nullif(current_setting('app.current_tenant_id', true), '')::uuid;
+
+DROP TABLE carevault_private.tenant_context_keys;
+DROP SCHEMA carevault_private;
