@@ -37,6 +37,10 @@ pub struct ApiConfig {
     pub rate_limits: RateLimits,
     /// Whether a valid token of an unknown `sub` creates its user (`JIT_PROVISIONING`).
     pub jit_provisioning: JitProvisioning,
+    /// How long a token's caller (tenant and user, as resolved) is remembered
+    /// (`CALLER_CACHE_SECONDS`; zero: not at all). A change made through another replica reaches a
+    /// remembered caller within this time.
+    pub caller_cache_ttl: Duration,
 }
 
 impl Default for ApiConfig {
@@ -54,6 +58,7 @@ impl Default for ApiConfig {
             connections: ConnectionLimits::default(),
             rate_limits: RateLimits::default(),
             jit_provisioning: JitProvisioning::default_for(Environment::Development),
+            caller_cache_ttl: Duration::from_secs(5),
         }
     }
 }

@@ -268,6 +268,11 @@ impl From<DbError> for ApiError {
             DbError::Invalid(invalid) => invalid.into(),
             DbError::PoolExhausted => ApiError::new(ErrorCode::Sys004),
             DbError::Unavailable(_) => ApiError::new(ErrorCode::Sys001),
+            // A key the database does not hold, or clocks that disagree: readiness says so too.
+            DbError::ContextRefused(_) => {
+                tracing::error!("the database refused the tenant context: is TENANT_CONTEXT_KEY added to it?");
+                ApiError::new(ErrorCode::Sys001)
+            }
             other => {
                 // Logged with its cause here, never shown to the caller. sqlx errors carry no
                 // bound values, so this cannot log PHI.

@@ -2,6 +2,7 @@
 //! and the platform credential.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::auth::VerifiedToken;
+use crate::caller_cache::CallerCache;
 use crate::middleware::{ClientIp, RequestId};
 use crate::{ApiError, AppState, ErrorCode, JitProvisioning};
 
@@ -131,6 +133,8 @@ pub struct Authed<R> {
     context: AuditContext,
     /// The pool of the tenant path, for [`Authed::begin`].
     pool: AppPool,
+    /// The remembered callers, for [`Authed::forget_tenant_callers`].
+    callers: Arc<CallerCache>,
     role: PhantomData<R>,
 }
 
@@ -157,6 +161,12 @@ impl<R> Authed<R> {
     pub fn context(&self) -> &AuditContext {
         &self.context
     }
+
+    /// Forgets the remembered callers of this tenant: call it after committing a change of a
+    /// user's role or existence, so that it applies to the next request at once.
+    pub fn forget_tenant_callers(&self) {
+        self.callers.forget_tenant(self.tenant.id);
+    }
 }
 
 impl<R: MinRole> FromRequestParts<AppState> for Authed<R> {
@@ -168,11 +178,22 @@ impl<R: MinRole> FromRequestParts<AppState> for Authed<R> {
         let tenant_id = claimed_tenant(&token)?;
         state.inner.rate_limiter.check(tenant_id, &token.sub)?;
         let pool = &state.inner.app_pool;
-        let jit = state.inner.config.jit_provisioning;
-        let (tenant, user) = resolve_caller(pool, tenant_id, &token, R::ROLE, jit, parts).await?;
+        let callers = &state.inner.callers;
+        let (tenant, user) = match callers.get(tenant_id, &token.sub) {
+            Some(known) => known,
+            None => {
+                let jit = state.inner.config.jit_provisioning;
+                let (tenant, user) = resolve_caller(pool, tenant_id, &token, jit, parts).await?;
+                callers.put(&tenant, &token.sub, &user);
+                (tenant, user)
+            }
+        };
         let mut context = audit_context(parts);
         context.user_id = Some(user.id);
-        Ok(Authed { user, tenant, token, context, pool: pool.clone(), role: PhantomData })
+        if rank(user.role) < rank(R::ROLE) {
+            return Err(deny(pool, tenant_id, context, R::ROLE, parts).await);
+        }
+        Ok(Authed { user, tenant, token, context, pool: pool.clone(), callers: callers.clone(), role: PhantomData })
     }
 }
 
@@ -192,13 +213,11 @@ fn claimed_tenant(token: &VerifiedToken) -> Result<TenantId, ApiError> {
 /// Resolves the caller in a transaction of its own, committed before the handler runs: the
 /// tenant (existing and active, else 403 `AUTH_007`) and the user by `sub` in one lookup (a
 /// soft-deleted user is 403 `AUTH_008`; an unknown `sub` is provisioned as a viewer when `jit`
-/// admits its verified email, else 403 `AUTH_010`), then the role matrix (a refusal is audited `access.denied` and committed: it is on
-/// record even though nothing else happens). It writes nothing otherwise.
+/// admits its verified email, else 403 `AUTH_010`). It writes nothing otherwise.
 async fn resolve_caller(
     pool: &AppPool,
     tenant_id: TenantId,
     token: &VerifiedToken,
-    required: UserRole,
     jit: JitProvisioning,
     parts: &Parts,
 ) -> Result<(Tenant, User), ApiError> {
@@ -226,16 +245,31 @@ async fn resolve_caller(
         Some(user) => user,
         None => provision(&mut tx, &tenant, sub, token, jit).await?,
     };
-    if rank(user.role) < rank(required) {
-        tx.set_user(user.id).await?;
-        let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
-        let details = json!({ "method": parts.method.as_str(), "route": route, "required": required.as_str() });
-        tx.audit_log().append(carevault_db::AuditAction::AccessDenied, tenant_id.as_uuid(), details).await?;
-        tx.commit().await?;
-        return Err(ApiError::new(ErrorCode::Auth009));
-    }
     tx.commit().await?;
     Ok((tenant, user))
+}
+
+/// A refusal by the role matrix: 403 `AUTH_009`, audited `access.denied` in a transaction of its
+/// own, committed (it is on record even though nothing else happens).
+async fn deny(
+    pool: &AppPool,
+    tenant_id: TenantId,
+    context: AuditContext,
+    required: UserRole,
+    parts: &Parts,
+) -> ApiError {
+    let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let details = json!({ "method": parts.method.as_str(), "route": route, "required": required.as_str() });
+    let recorded = async {
+        let mut tx = TenantTx::begin(pool, tenant_id, context).await?;
+        tx.audit_log().append(carevault_db::AuditAction::AccessDenied, tenant_id.as_uuid(), details).await?;
+        tx.commit().await
+    }
+    .await;
+    match recorded {
+        Ok(()) => ApiError::new(ErrorCode::Auth009),
+        Err(error) => error.into(),
+    }
 }
 
 /// Just-in-time provisioning of an unknown `sub` as a viewer, from the token's verified email, when

@@ -18,6 +18,7 @@
 //! No pooled connection is held while a handler validates its input or waits on another service.
 
 pub mod auth;
+mod caller_cache;
 mod config;
 mod error;
 pub mod extract;

@@ -6,6 +6,7 @@ use carevault_db::{AppPool, PlatformPool};
 
 use crate::ApiConfig;
 use crate::auth::Authenticator;
+use crate::caller_cache::CallerCache;
 use crate::rate_limit::RateLimiter;
 
 /// The application state: pools, authenticator, settings. Cheap to clone.
@@ -20,6 +21,7 @@ pub(crate) struct Inner {
     pub(crate) auth: Authenticator,
     pub(crate) config: ApiConfig,
     pub(crate) rate_limiter: RateLimiter,
+    pub(crate) callers: Arc<CallerCache>,
 }
 
 impl AppState {
@@ -27,7 +29,8 @@ impl AppState {
     /// the platform API alone.
     pub fn new(app_pool: AppPool, platform_pool: PlatformPool, auth: Authenticator, config: ApiConfig) -> AppState {
         let rate_limiter = RateLimiter::new(config.rate_limits);
-        AppState { inner: Arc::new(Inner { app_pool, platform_pool, auth, config, rate_limiter }) }
+        let callers = Arc::new(CallerCache::new(config.caller_cache_ttl));
+        AppState { inner: Arc::new(Inner { app_pool, platform_pool, auth, config, rate_limiter, callers }) }
     }
 
     /// The authenticator (for the binary's start-up JWKS fetch).

@@ -10,13 +10,12 @@
 --
 -- mac = HMAC-SHA256(key, "<kind>.<kid>.<tenant>.<user>.<expires>.<binding>"), where the binding is
 -- read here, from the session running the statement, and never travels in the proof:
---   t1: "<backend pid>.<transaction start, unix microseconds>"  (this transaction; the service's
---       TenantTx, also behind a transaction pooler, where other clients share server sessions)
---   c1: "<backend pid>.<backend start, unix microseconds>"  (this session, for the whole of it: a
---       tool's session outside transactions; the function's owner must be able to see the
---       session's start: a superuser, or a member of pg_read_all_stats)
--- A proof read from pg_stat_activity or a log is therefore useless in any other transaction (t1)
--- or on any other connection (c1), and useless once expired.
+--   c1: "<backend pid>.<app.connection_nonce>"  (this connection: the pool sets a random nonce on
+--       each connection it opens, as a bind parameter, so no other session can read it)
+--   t1: "<backend pid>.<transaction start, unix microseconds>"  (this transaction: behind a
+--       transaction pooler, where other clients share server connections)
+-- A proof read from pg_stat_activity or a log is therefore useless on any other connection (c1)
+-- or in any other transaction (t1), and useless once expired.
 CREATE SCHEMA carevault_private;
 REVOKE ALL ON SCHEMA carevault_private FROM PUBLIC;
 
@@ -69,8 +68,10 @@ BEGIN
     IF part[1] = 't1' THEN
         binding := pg_backend_pid() || '.' || (extract(epoch FROM now()) * 1000000)::bigint;
     ELSE
-        SELECT a.pid || '.' || (extract(epoch FROM a.backend_start) * 1000000)::bigint INTO binding
-          FROM pg_stat_get_activity(pg_backend_pid()) AS a;
+        binding := pg_backend_pid() || '.' || current_setting('app.connection_nonce', true);
+        IF binding !~ '^[0-9]+\.[0-9a-f]{32}$' THEN
+            RETURN NULL;
+        END IF;
     END IF;
     IF NOT coalesce(part[6] = encode(sha256(pads.outer_pad || sha256(pads.inner_pad
             || convert_to(array_to_string(part[1:5], '.') || '.' || binding, 'UTF8'))), 'hex'), false) THEN
@@ -81,5 +82,60 @@ BEGIN
         RETURN NULL;
     END IF;
     RETURN part[3]::uuid;
+END
+$$;
+
+-- What every transaction of the service pins for itself, transaction-locally, whatever the
+-- session's defaults say: defaults a login role stores for itself (ALTER ROLE carevault_api SET
+-- statement_timeout = 1, synchronous_commit = off, ...) need no privilege, and behind a
+-- transaction pooler another client of the same server connection can leave session settings
+-- behind. The transaction's isolation level and read-write mode are pinned by its BEGIN.
+-- pg_temp last in search_path: no temporary object is ever found before ours (and since this
+-- migration no runtime role may create one).
+CREATE FUNCTION public.carevault_pin_transaction(timeout text) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('lock_timeout', '5s', true);
+    PERFORM pg_catalog.set_config('statement_timeout', timeout, true);
+    PERFORM pg_catalog.set_config('search_path', 'public, pg_temp', true);
+    PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
+    PERFORM pg_catalog.set_config('row_security', 'on', true);
+END
+$$;
+REVOKE EXECUTE ON FUNCTION public.carevault_pin_transaction(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.carevault_pin_transaction(text) TO carevault_api, carevault_ops;
+
+-- The first statement of every tenant transaction: the pinned settings, the switch to
+-- carevault_app and the proof, all transaction-local; then a check that the database accepts the
+-- proof, so that a missing key, clocks that disagree or a proof bound to another connection fail
+-- the request loudly instead of showing an empty tenant. SECURITY INVOKER and no SET clause (a
+-- SET clause would undo the search_path pinned above at the function's exit): every name in it
+-- is schema-qualified, and it does nothing its caller could not do.
+CREATE FUNCTION public.carevault_enter_tenant(proof text, timeout text) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    PERFORM public.carevault_pin_transaction(timeout);
+    PERFORM pg_catalog.set_config('role', 'carevault_app', true);
+    PERFORM pg_catalog.set_config('app.tenant_context', proof, true);
+    IF public.carevault_current_tenant() IS NULL THEN
+        RAISE EXCEPTION 'the database does not accept this tenant context'
+            USING ERRCODE = 'CV001',
+                  HINT = 'Is TENANT_CONTEXT_KEY added to the database (carevault context-key add), and do the clocks agree?';
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION public.carevault_enter_tenant(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.carevault_enter_tenant(text, text) TO carevault_api;
+
+-- No temporary objects for anyone but the owner: a temporary table, type, cast or function lives
+-- as long as its server connection, and pg_temp is searched first for tables and types. Behind a
+-- transaction pooler, or from SQL injected into one request, a session could leave a temporary
+-- `audit_logs` with a trigger, or a cast to `inet`, that the next transaction on that server
+-- connection (another tenant's, with its proof set) would run (found by an attacker review).
+DO $$
+BEGIN
+    EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
 END
 $$;

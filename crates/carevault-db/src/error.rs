@@ -49,6 +49,10 @@ pub enum DbError {
     /// A migration failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database refused the tenant context (`carevault_enter_tenant`, SQLSTATE `CV001`): the
+    /// pool's key is not one it holds, or the clocks disagree. Nothing was read or written.
+    #[error("the database does not accept this tenant context: {0}")]
+    ContextRefused(#[source] sqlx::Error),
     /// The operating system gave no random bytes (for a new key).
     #[error("no randomness from the operating system: {0}")]
     Randomness(String),
@@ -65,6 +69,7 @@ impl From<sqlx::Error> for DbError {
             sqlx::Error::Database(ref db) if db.code().as_deref().is_some_and(is_transient) => {
                 DbError::Unavailable(error)
             }
+            sqlx::Error::Database(ref db) if db.code().as_deref() == Some("CV001") => DbError::ContextRefused(error),
             other => DbError::Database(other),
         }
     }
@@ -84,9 +89,9 @@ impl DbError {
     /// The PostgreSQL SQLSTATE of a database error, if any (e.g. `42501` permission denied).
     pub fn sqlstate(&self) -> Option<String> {
         match self {
-            DbError::Database(sqlx::Error::Database(db)) | DbError::Unavailable(sqlx::Error::Database(db)) => {
-                db.code().map(|c| c.into_owned())
-            }
+            DbError::Database(sqlx::Error::Database(db))
+            | DbError::Unavailable(sqlx::Error::Database(db))
+            | DbError::ContextRefused(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
             _ => None,
         }
     }

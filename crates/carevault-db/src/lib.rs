@@ -30,6 +30,7 @@ pub mod manifest;
 pub mod migrate;
 mod platform_tx;
 mod pool;
+#[macro_use]
 pub mod repo;
 pub mod search_index;
 pub mod tenant_context;
@@ -43,7 +44,8 @@ pub use domain::{
 pub use error::{DbError, ValidationError};
 pub use platform_tx::PlatformTx;
 pub use pool::{
-    AppPool, PINNED_SETTINGS, PlatformPool, PoolConfig, SchemaState, connection_is_clean, settings_not_pinned,
+    AppPool, DEFAULT_STATEMENT_TIMEOUT, PINNED_SETTINGS, PlatformPool, PoolConfig, Pooler, SchemaState,
+    connection_is_clean, settings_not_pinned,
 };
 pub use tenant_tx::TenantTx;
 

@@ -24,10 +24,16 @@ impl PlatformTx {
     /// Opens a platform transaction. The context's `user_id` is ignored: platform actions have
     /// no tenant user.
     pub async fn begin(pool: &PlatformPool, context: AuditContext) -> Result<PlatformTx, DbError> {
-        let mut tx = pool.pool.begin().await.map_err(|error| crate::pool::acquire_error(&pool.pool, error))?;
-        // lock_timeout as in TenantTx: a held table lock makes platform actions fail fast.
+        let mut tx = pool
+            .pool
+            .begin_with(crate::pool::BEGIN)
+            .await
+            .map_err(|error| crate::pool::acquire_error(&pool.pool, error))?;
+        // The settings every transaction pins as in TenantTx (lock_timeout: a held table lock
+        // makes platform actions fail fast).
         pool.statements
-            .query("SELECT set_config('role', 'carevault_platform', true), set_config('lock_timeout', '5s', true)")
+            .query("SELECT set_config('role', 'carevault_platform', true), public.carevault_pin_transaction($1)")
+            .bind(&pool.statement_timeout)
             .execute(&mut *tx)
             .await?;
         Ok(PlatformTx { tx, context: AuditContext { user_id: None, ..context }, statements: pool.statements })

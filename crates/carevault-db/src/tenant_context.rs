@@ -7,8 +7,8 @@
 //! <kind>.<kid>.<tenant>.<user or empty>.<expires, unix seconds>.<HMAC-SHA256, 64 hex>
 //! ```
 //!
-//! whose MAC also covers a [`Binding`] to the server session (and, for [`BindingKind::Transaction`],
-//! the transaction) that the database reads for itself and that never travels in the proof. The
+//! whose MAC also covers a [`Binding`] to the connection or the transaction, which the database
+//! reads for itself and which never travels in the proof. The
 //! SQL verifier, `carevault_current_tenant()`, recomputes the MAC with the key from a table only its
 //! owner can read and returns the tenant only when it matches.
 
@@ -138,69 +138,78 @@ impl TenantContextKey {
     /// accepted until `expires` (unix seconds).
     pub fn prove(&self, tenant: TenantId, user: Option<UserId>, binding: &Binding, expires: u64) -> String {
         let user = user.map(|id| id.to_string()).unwrap_or_default();
-        let fields = format!("{}.{}.{tenant}.{user}.{expires}", binding.kind.as_str(), self.kid);
+        let fields = format!("{}.{}.{tenant}.{user}.{expires}", binding.kind(), self.kid);
         let mac = self.mac(format!("{fields}.{}", binding.text()).as_bytes());
         format!("{fields}.{}", hex(&mac))
     }
 }
 
-/// What a proof is bound to (the `kind` field of the proof).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BindingKind {
-    /// `c1`: the server session (its pid and start), for the whole of it: a tool's session that
-    /// runs outside transactions. The verifier's owner must be able to see the session's start (a
-    /// superuser, or a member of `pg_read_all_stats`).
-    Connection,
-    /// `t1`: the server session's pid and the transaction's start: what [`crate::TenantTx`] uses.
-    /// Also safe behind a transaction pooler, where other clients run on the same server session.
-    Transaction,
-}
-
-impl BindingKind {
-    /// The proof's first field.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BindingKind::Connection => "c1",
-            BindingKind::Transaction => "t1",
-        }
-    }
-}
-
-/// The server session (and transaction) a proof is bound to, as the database reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Binding {
-    /// What the proof binds.
-    pub kind: BindingKind,
-    /// `pg_backend_pid()`.
-    pub pid: i32,
-    /// The session's `backend_start`, unix microseconds; only for [`BindingKind::Connection`].
-    pub backend_start_us: i64,
-    /// `now()` (the transaction's start), unix microseconds; only for [`BindingKind::Transaction`].
-    pub transaction_start_us: i64,
+/// What a proof is bound to, as the database reports it; the proof's `kind` field says which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    /// `c1`: this connection, for the whole of it: its backend pid and the random
+    /// `app.connection_nonce` set on it by [`Binding::establish_connection`]. What the service's
+    /// pool uses: it learns both once per connection, so a transaction needs no round trip to
+    /// read them.
+    Connection {
+        /// `pg_backend_pid()`.
+        pid: i32,
+        /// 32 hex characters, sent as a bind parameter (no other session can read it).
+        nonce: String,
+    },
+    /// `t1`: this transaction: the backend pid and the transaction's start. Behind a transaction
+    /// pooler, where other clients run on the same server connection, and for owner-run commands.
+    Transaction {
+        /// `pg_backend_pid()`.
+        pid: i32,
+        /// `now()` (the transaction's start), unix microseconds.
+        start_us: i64,
+    },
 }
 
 impl Binding {
-    /// Reads the binding of `kind` on `conn` (inside the transaction, for
-    /// [`BindingKind::Transaction`]), before switching roles: the login may read its own
-    /// session's start, `carevault_app` may not.
-    pub async fn read(conn: &mut PgConnection, kind: BindingKind) -> Result<Binding, DbError> {
-        let (pid, backend_start_us, transaction_start_us): (i32, i64, i64) = sqlx::query_as(
-            "SELECT a.pid, (extract(epoch FROM a.backend_start) * 1000000)::bigint, \
-                (extract(epoch FROM now()) * 1000000)::bigint \
-             FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) AS a",
+    /// Binds `conn` (outside a transaction) to a new random nonce, for the rest of the session,
+    /// and returns the binding; one round trip.
+    pub async fn establish_connection(conn: &mut PgConnection) -> Result<Binding, DbError> {
+        let mut random = [0u8; 16];
+        getrandom::fill(&mut random).map_err(|e| DbError::Randomness(e.to_string()))?;
+        let nonce = hex(&random);
+        let pid: i32 = sqlx::query_scalar(
+            "SELECT pg_catalog.pg_backend_pid() FROM pg_catalog.set_config('app.connection_nonce', $1, false)",
+        )
+        .bind(&nonce)
+        // Unnamed: it runs once per connection.
+        .persistent(false)
+        .fetch_one(conn)
+        .await?;
+        Ok(Binding::Connection { pid, nonce })
+    }
+
+    /// Reads the binding of the transaction open on `conn`.
+    pub async fn read_transaction(conn: &mut PgConnection) -> Result<Binding, DbError> {
+        let (pid, start_us): (i32, i64) = sqlx::query_as(
+            "SELECT pg_catalog.pg_backend_pid(), (extract(epoch FROM pg_catalog.now()) * 1000000)::bigint",
         )
         // Unnamed: behind a transaction pooler each transaction may reach another server.
         .persistent(false)
         .fetch_one(conn)
         .await?;
-        Ok(Binding { kind, pid, backend_start_us, transaction_start_us })
+        Ok(Binding::Transaction { pid, start_us })
+    }
+
+    /// The proof's `kind` field.
+    fn kind(&self) -> &'static str {
+        match self {
+            Binding::Connection { .. } => "c1",
+            Binding::Transaction { .. } => "t1",
+        }
     }
 
     /// The text the MAC covers after the proof's fields, as the SQL verifier builds it.
     fn text(&self) -> String {
-        match self.kind {
-            BindingKind::Connection => format!("{}.{}", self.pid, self.backend_start_us),
-            BindingKind::Transaction => format!("{}.{}", self.pid, self.transaction_start_us),
+        match self {
+            Binding::Connection { pid, nonce } => format!("{pid}.{nonce}"),
+            Binding::Transaction { pid, start_us } => format!("{pid}.{start_us}"),
         }
     }
 }

@@ -1,27 +1,37 @@
 //! The tenant transaction: the only door to tenant tables, and the whole RLS protocol in one file.
 //!
-//! [`TenantTx::begin`] opens a transaction and, before anything else runs, reads the server
-//! session's binding ([`Binding`]) and sends the proof of the tenant context in one statement:
+//! [`TenantTx::begin`] opens a transaction and, in the same round trip, before anything else runs:
+//!
+//! ```sql
+//! BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE;
+//! SELECT public.carevault_enter_tenant('<proof>', '<statement timeout>')
+//! ```
+//!
+//! which sets, transaction-locally (migration 18), the settings every transaction pins for itself
+//! (`lock_timeout`, `statement_timeout`, `search_path`, `synchronous_commit`, `row_security`:
+//! `carevault_pin_transaction`), then
 //!
 //! ```sql
 //! SELECT set_config('role', 'carevault_app', true),               -- SET LOCAL ROLE
-//!        set_config('app.tenant_context', '<proof>', true),
-//!        set_config('lock_timeout', '5s', true)
+//!        set_config('app.tenant_context', '<proof>', true)
 //! ```
 //!
+//! and raises `CV001` ([`DbError::ContextRefused`]) unless the database accepts the proof.
+//!
 //! * The proof ([`crate::tenant_context`]) names the tenant and the acting user, and is bound to
-//!   this server session and transaction: the policies' function `carevault_current_tenant()`
-//!   returns the tenant only when it verifies, so a session that sets the setting by itself (it
-//!   can) sees nothing.
-//! * `set_config(..., true)` is transaction-local: at COMMIT or ROLLBACK all three revert, so
+//!   this connection (behind a transaction pooler: this transaction, read after `BEGIN`, one more
+//!   round trip): the policies' function `carevault_current_tenant()` returns the tenant only when
+//!   it verifies, so a session that sets the setting by itself (it can) sees nothing.
+//! * `set_config(..., true)` is transaction-local: at COMMIT or ROLLBACK all of them revert, so
 //!   nothing leaks to the next user of a pooled connection, and it works behind PgBouncer in
 //!   transaction mode. (The reference used `SET LOCAL app.current_tenant_id = $1`, which is a
 //!   syntax error: `SET` takes no bind parameters.)
 //! * Switching to `carevault_app` makes RLS apply even when the pool logs in as a superuser or
 //!   the table owner: the policies are `TO carevault_app`, and `carevault_app` is neither
 //!   superuser, BYPASSRLS nor owner.
-//! * The pool's `after_release` hook ([`crate::AppPool`]) re-checks that the role and the setting
-//!   are gone, and closes the connection otherwise.
+//! * No check when a connection goes back to the pool: the next transaction sets both the role
+//!   and the context before its first statement, so nothing a previous user left at session
+//!   level is ever read.
 //!
 //! Every repository method writes its audit row through [`TenantTx::audit`] on the same
 //! transaction, so an action without its audit row cannot commit. The SQL executor is private:
@@ -31,7 +41,7 @@ use serde_json::{Map, Value, json};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::domain::{AuditAction, AuditContext, TenantId};
-use crate::pool::Statements;
+use crate::pool::{Connections, Lease, Statements};
 use crate::tenant_context::{Binding, TenantContextKey, expiry_from_now};
 use crate::{AppPool, DbError, UserId};
 
@@ -56,6 +66,9 @@ pub struct TenantTx {
     statements: Statements,
     key: std::sync::Arc<TenantContextKey>,
     binding: Binding,
+    /// The slot of the connection, held until the transaction ends (declared after `tx`, so
+    /// dropped after the connection went back to the slot's pool).
+    _lease: Option<Lease>,
 }
 
 impl TenantTx {
@@ -65,31 +78,76 @@ impl TenantTx {
     ///
     /// An unknown tenant is not an error here: RLS then shows nothing (callers that must reject
     /// unknown tenants check [`crate::repo::CurrentTenant::lookup`]).
+    ///
+    /// [`DbError::ContextRefused`] when the database does not accept the pool's key.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id))]
     pub async fn begin(pool: &AppPool, tenant_id: TenantId, context: AuditContext) -> Result<TenantTx, DbError> {
-        let mut tx = pool.pool.begin().await.map_err(|error| crate::pool::acquire_error(&pool.pool, error))?;
-        let binding = Binding::read(&mut tx, pool.binding).await?;
-        let mut tenant_tx =
-            TenantTx { tx, tenant_id, context, statements: pool.statements, key: pool.key.clone(), binding };
-        tenant_tx.enter().await?;
-        Ok(tenant_tx)
+        match TenantTx::begin_once(pool, tenant_id, context.clone()).await {
+            // Once more, on another (or a new) connection: the first message found the connection
+            // closed by the server (the pool does not ping before use), or the slot's connection
+            // was replaced after its binding was read, so the proof named the old one.
+            Err(DbError::Unavailable(sqlx::Error::Io(_)) | DbError::ContextRefused(_)) => {
+                TenantTx::begin_once(pool, tenant_id, context).await
+            }
+            other => other,
+        }
     }
 
-    /// Switches to `carevault_app` and proves the tenant context of `self.context.user_id`.
-    async fn enter(&mut self) -> Result<(), DbError> {
-        let proof = self.key.prove(self.tenant_id, self.context.user_id, &self.binding, expiry_from_now());
-        // lock_timeout: a session holding a table lock (any role with UPDATE can LOCK TABLE)
-        // must make requests fail fast, not pile up behind it.
-        self.statements
-            .query(
-                "SELECT set_config('role', 'carevault_app', true), \
-                    set_config('app.tenant_context', $1, true), \
-                    set_config('lock_timeout', '5s', true)",
-            )
-            .bind(proof)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+    async fn begin_once(pool: &AppPool, tenant_id: TenantId, context: AuditContext) -> Result<TenantTx, DbError> {
+        let key = pool.key.clone();
+        let statements = pool.statements;
+        match &pool.connections {
+            // One round trip: `BEGIN` and the proof in one simple-protocol message. The proof is a
+            // literal there (it takes no bind parameters); it holds only [a-z0-9.-] and is bound
+            // to this connection, so reading it in pg_stat_activity gains nothing.
+            Connections::PerConnection(slots) => {
+                let lease = slots.lease().await?;
+                let binding = lease.binding().await?;
+                let proof = key.prove(tenant_id, context.user_id, &binding, expiry_from_now());
+                if !proof.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+                    return Err(DbError::ContextRefused(sqlx::Error::Protocol("malformed proof".into())));
+                }
+                let begin = format!(
+                    "{}; SELECT public.carevault_enter_tenant('{proof}', '{}')",
+                    crate::pool::BEGIN,
+                    pool.statement_timeout
+                );
+                let tx = match lease.pool().begin_with(sqlx::AssertSqlSafe(begin)).await {
+                    Ok(tx) => tx,
+                    Err(error) => {
+                        let error = crate::pool::acquire_error(lease.pool(), error);
+                        // A statement after BEGIN failed: sqlx did not see the transaction open,
+                        // so it rolls nothing back. Close the connection rather than leave it in a
+                        // failed transaction.
+                        if matches!(error, DbError::ContextRefused(_) | DbError::Database(_)) {
+                            lease.close_connection().await;
+                        }
+                        return Err(error);
+                    }
+                };
+                Ok(TenantTx { tx, tenant_id, context, statements, key, binding, _lease: Some(lease) })
+            }
+            // Behind a transaction pooler: `BEGIN`, then the binding of the server connection this
+            // transaction landed on, then the proof.
+            Connections::PerTransaction(_) => {
+                let (mut tx, lease) = pool.begin_plain().await?;
+                let binding = Binding::read_transaction(&mut tx).await?;
+                let mut tenant_tx = TenantTx { tx, tenant_id, context, statements, key, binding, _lease: lease };
+                let proof = tenant_tx.proof();
+                statements
+                    .query("SELECT public.carevault_enter_tenant($1, $2)")
+                    .bind(proof)
+                    .bind(&pool.statement_timeout)
+                    .execute(&mut *tenant_tx.tx)
+                    .await?;
+                Ok(tenant_tx)
+            }
+        }
+    }
+
+    /// The proof of this transaction's tenant and acting user.
+    fn proof(&self) -> String {
+        self.key.prove(self.tenant_id, self.context.user_id, &self.binding, expiry_from_now())
     }
 
     /// The tenant this transaction is bound to.
@@ -106,28 +164,13 @@ impl TenantTx {
     /// rest of it: the user of the proof and the `user_id` of every later audit row.
     pub async fn set_user(&mut self, user_id: UserId) -> Result<(), DbError> {
         self.context.user_id = Some(user_id);
-        self.enter().await
-    }
-
-    /// The applied migration version and pgvector's version (for [`AppPool::schema_state`]).
-    pub(crate) async fn schema_versions(&mut self) -> Result<(Option<i64>, Option<String>), DbError> {
-        Ok(self
-            .statements
-            .query_as(
-                "SELECT (SELECT max(version) FROM _sqlx_migrations WHERE success), \
-                    (SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'vector')",
-            )
-            .fetch_one(&mut *self.tx)
-            .await?)
-    }
-
-    /// Whether the database accepted this transaction's proof (for [`AppPool::schema_state`]).
-    pub(crate) async fn context_is_verified(&mut self) -> Result<bool, DbError> {
-        Ok(self
-            .statements
-            .query_scalar("SELECT public.carevault_current_tenant() IS NOT NULL")
-            .fetch_one(&mut *self.tx)
-            .await?)
+        let proof = self.proof();
+        self.statements
+            .query("SELECT set_config('app.tenant_context', $1, true)")
+            .bind(proof)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     /// Commits the work and its audit rows together.
@@ -168,7 +211,40 @@ impl TenantTx {
     }
 }
 
-/// Inserts one audit row; the only INSERT INTO audit_logs of the crate (tenant and platform paths).
+impl TenantTx {
+    /// Runs `sql`, a read of at most one row that writes its own audit row in the same statement
+    /// (one round trip, not two): `WITH d AS (<the read: $1 the tenant, $2 the key>), ` then
+    /// [`audit_cte!`], then `SELECT * FROM d`. The audit row is `action` on the row found, with
+    /// `details`; nothing is written when nothing is found.
+    pub(crate) async fn fetch_audited<T>(
+        &mut self,
+        sql: &'static str,
+        key: uuid::Uuid,
+        action: AuditAction,
+        details: Value,
+    ) -> Result<Option<T>, DbError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        let metadata = audit_metadata(&self.context, details);
+        Ok(self
+            .statements
+            .query_as(sql)
+            .bind(self.tenant_id)
+            .bind(key)
+            .bind(self.context.user_id)
+            .bind(action.as_str())
+            .bind(action.resource_type().as_str())
+            .bind(self.context.ip_address.map(|ip| ip.to_string()))
+            .bind(self.context.user_agent.as_deref().map(truncate_user_agent))
+            .bind(metadata)
+            .fetch_optional(&mut *self.tx)
+            .await?)
+    }
+}
+
+/// Inserts one audit row, in a statement of its own (tenant and platform paths; the other way is
+/// [`TenantTx::fetch_audited`]'s).
 ///
 /// `action` and `resource_type` are stored as the action's wire names
 /// ([`AuditAction::as_str`], [`crate::AuditResourceType::as_str`]), never as caller text.
@@ -181,20 +257,18 @@ pub(crate) async fn insert_audit_row(
     resource_id: uuid::Uuid,
     metadata: Value,
 ) -> Result<(), DbError> {
-    statements.query(
-        "INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id, ip_address, user_agent, metadata) \
-         VALUES ($1, $2, $3, $4, $5, $6::inet, $7, $8)",
-    )
-    .bind(tenant_id)
-    .bind(context.user_id)
-    .bind(action.as_str())
-    .bind(action.resource_type().as_str())
-    .bind(resource_id)
-    .bind(context.ip_address.map(|ip| ip.to_string()))
-    .bind(context.user_agent.as_deref().map(truncate_user_agent))
-    .bind(metadata)
-    .execute(conn)
-    .await?;
+    statements
+        .query(concat!("INSERT INTO ", audit_insert_columns!(), " VALUES ($1, $2, $3, $4, $5, $6::inet, $7, $8)"))
+        .bind(tenant_id)
+        .bind(context.user_id)
+        .bind(action.as_str())
+        .bind(action.resource_type().as_str())
+        .bind(resource_id)
+        .bind(context.ip_address.map(|ip| ip.to_string()))
+        .bind(context.user_agent.as_deref().map(truncate_user_agent))
+        .bind(metadata)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

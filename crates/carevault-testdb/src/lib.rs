@@ -39,7 +39,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use carevault_db::tenant_context::{self, Binding, BindingKind, TenantContextKey};
+use carevault_db::tenant_context::{self, Binding, TenantContextKey};
 use carevault_db::{AppPool, PlatformPool, PoolConfig, TenantId};
 use carevault_pg::{Cluster, ClusterOptions, Paths, PgBinaries, SUPERUSER};
 use sha2::{Digest, Sha256};
@@ -63,9 +63,9 @@ pub fn context_key() -> TenantContextKey {
 
 /// Switches the session `conn` (the tenant path's login, outside a transaction) to
 /// `carevault_app` and proves `tenant` for the rest of the session, with a proof bound to this
-/// session ([`BindingKind::Connection`]) as a tool holding the key would. Returns the proof.
+/// connection ([`Binding::Connection`]) as a tool holding the key would. Returns the proof.
 pub async fn prove_tenant(conn: &mut PgConnection, tenant: TenantId) -> String {
-    let binding = Binding::read(conn, BindingKind::Connection).await.expect("reading the session's binding");
+    let binding = Binding::establish_connection(conn).await.expect("binding the connection");
     let proof = context_key().prove(tenant, None, &binding, tenant_context::expiry_from_now());
     sqlx::query("SELECT set_config('role', 'carevault_app', false), set_config('app.tenant_context', $1, false)")
         .bind(&proof)
@@ -366,6 +366,9 @@ async fn clone_template(shared: &Shared, name: &str) {
                 let create =
                     format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(name), quote_ident(&shared.template));
                 execute(&mut admin, create).await;
+                // A database's privileges are not copied from its template: revoke TEMPORARY
+                // again, as migration 18 did on the template.
+                execute(&mut admin, format!("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC", quote_ident(name))).await;
                 close(admin).await;
                 return;
             }

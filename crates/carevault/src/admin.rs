@@ -17,7 +17,13 @@ use crate::cli::{DeletedFilter, InitialStatus, TenantCommand, UserCommand};
 use crate::database::Database;
 
 pub(crate) fn pool_config() -> PoolConfig {
-    PoolConfig { max_connections: 2, acquire_timeout: Duration::from_secs(10), ..PoolConfig::default() }
+    // No statement timeout: an import's statements take as long as they take.
+    PoolConfig {
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(10),
+        statement_timeout: Duration::ZERO,
+        ..PoolConfig::default()
+    }
 }
 
 /// Why a transaction could not even start, with the usual cause of a permission error.

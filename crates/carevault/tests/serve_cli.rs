@@ -65,6 +65,9 @@ async fn operator_cli_then_serve_then_sigterm() {
     let listen = format!("127.0.0.1:{port}");
     let mut command = with_db(&["serve", "--listen", &listen]);
     command.env("PLATFORM_API_TOKEN", PLATFORM_TOKEN).env("PORT", "1"); // --listen wins over PORT
+    // The CLI changes tenants behind the server's back: nothing remembered, so each applies to the
+    // next request (with the default, within CALLER_CACHE_SECONDS; tests/api/caller_cache.rs).
+    command.env("CALLER_CACHE_SECONDS", "0");
     let mut server = Server::start(command, port);
     server.wait_ready(Duration::from_secs(60)).await;
     let stderr = server.stderr();

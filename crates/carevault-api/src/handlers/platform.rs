@@ -115,6 +115,7 @@ async fn set_status(
         _ => tx.tenants().activate(id).await?,
     };
     tx.commit().await?;
+    state.inner.callers.forget_tenant(id);
     Ok(Json(tenant.into()))
 }
 
@@ -133,5 +134,6 @@ pub async fn set_jit_email_domains(
     let mut tx = PlatformTx::begin(&state.inner.platform_pool, auth.context).await?;
     let tenant = tx.tenants().set_jit_email_domains(id, &domains).await?;
     tx.commit().await?;
+    state.inner.callers.forget_tenant(id);
     Ok(Json(tenant.into()))
 }

@@ -196,6 +196,7 @@ pub async fn update(
     }
     let user = tx.users().update(id, update).await?;
     tx.commit().await?;
+    authed.forget_tenant_callers();
     Ok((etag_header(&user), Json(user.into())))
 }
 
@@ -222,6 +223,7 @@ pub async fn delete(
     }
     let user = tx.users().soft_delete(id).await?;
     tx.commit().await?;
+    authed.forget_tenant_callers();
     Ok((etag_header(&user), Json(user.into())))
 }
 
@@ -233,5 +235,6 @@ pub async fn restore(authed: Authed<Admin>, Path(id): Path<String>) -> Result<Js
     let mut tx = authed.begin().await?;
     let user = tx.users().restore(id).await?;
     tx.commit().await?;
+    authed.forget_tenant_callers();
     Ok(Json(user.into()))
 }

@@ -33,8 +33,7 @@ async fn readiness_names_the_failing_check() {
     assert_eq!(ready.status, 503);
     assert_eq!(ready.body["status"], "not_ready");
     assert_eq!(ready.body["error"]["code"], "SYS_001");
-    // Before migration 18 the database cannot verify the tenant context either.
-    assert_eq!(ready.body["error"]["message"], "not ready: migrations, tenant_context");
+    assert_eq!(ready.body["error"]["message"], "not ready: migrations");
     let failing: Vec<&str> = ready.body["checks"]
         .as_array()
         .unwrap()
@@ -42,7 +41,7 @@ async fn readiness_names_the_failing_check() {
         .filter(|c| c["ok"] == false)
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(failing, ["migrations", "tenant_context"]);
+    assert_eq!(failing, ["migrations"]);
     assert!(ready.body["checks"][1]["error"].is_string(), "development shows why");
 
     // In production the unauthenticated endpoint names the failing check, nothing more.
@@ -52,10 +51,7 @@ async fn readiness_names_the_failing_check() {
         .await
         .unwrap();
     let ready = prod.call("GET", "/api/v1/health/ready", None, None).await;
-    assert_eq!(
-        (ready.status, ready.body["error"]["message"].as_str()),
-        (503, Some("not ready: migrations, tenant_context"))
-    );
+    assert_eq!((ready.status, ready.body["error"]["message"].as_str()), (503, Some("not ready: migrations")));
     assert!(ready.body["checks"].as_array().unwrap().iter().all(|c| c.get("error").is_none()));
 }
 

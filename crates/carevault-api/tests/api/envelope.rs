@@ -96,7 +96,7 @@ async fn an_exhausted_pool_answers_503_promptly() {
     let pool = carevault_db::PoolConfig {
         max_connections: 1,
         acquire_timeout: std::time::Duration::from_millis(300),
-        statement_cache: true,
+        ..carevault_db::PoolConfig::default()
     };
     let app = TestApp::spawn_custom(|_, _| {}, pool, |r| r).await;
     let tenant = app.tenant("Clinic").await;
@@ -118,7 +118,7 @@ async fn a_slowly_sent_body_holds_no_database_connection() {
     let pool = carevault_db::PoolConfig {
         max_connections: 1,
         acquire_timeout: std::time::Duration::from_millis(500),
-        statement_cache: true,
+        ..carevault_db::PoolConfig::default()
     };
     let app = TestApp::spawn_custom(|_, _| {}, pool, |r| r).await;
     let tenant = app.tenant("Clinic").await;

@@ -67,7 +67,12 @@ impl TestApp {
     pub async fn spawn_with(configure: impl FnOnce(&mut ApiConfig, &mut AuthConfig)) -> TestApp {
         TestApp::spawn_custom(
             configure,
-            PoolConfig { max_connections: 5, acquire_timeout: Duration::from_secs(5), statement_cache: true },
+            PoolConfig {
+                max_connections: 5,
+                acquire_timeout: Duration::from_secs(5),
+                statement_cache: true,
+                ..PoolConfig::default()
+            },
             |r| r,
         )
         .await

@@ -7,6 +7,7 @@
 mod attacks;
 mod audit_filters;
 mod bad_input;
+mod caller_cache;
 mod cross_tenant;
 mod endpoints;
 mod envelope;

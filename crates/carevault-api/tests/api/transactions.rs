@@ -14,7 +14,12 @@ use crate::helpers::{TestApp, read};
 #[tokio::test]
 async fn no_connection_is_held_while_the_handler_waits_on_another_service() {
     // One connection in the pool: a request holding it would starve the next one (503 SYS_004).
-    let pool = PoolConfig { max_connections: 1, acquire_timeout: Duration::from_secs(2), statement_cache: true };
+    let pool = PoolConfig {
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(2),
+        statement_cache: true,
+        ..PoolConfig::default()
+    };
     let entered = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
     let (entered_signal, release_wait) = (entered.clone(), release.clone());

@@ -135,7 +135,7 @@ fn audit_insert(role: &'static str) -> Grant {
 /// The trigger functions pin `search_path` so that a session cannot shadow what they call.
 const PINNED: &[&str] = &["search_path=pg_catalog"];
 
-const FUNCTIONS: [Function; 6] = [
+const FUNCTIONS: [Function; 8] = [
     Function {
         signature: "public.carevault_current_tenant()",
         language: "plpgsql",
@@ -143,7 +143,25 @@ const FUNCTIONS: [Function; 6] = [
         security_definer: true,
         config: &["search_path=pg_catalog, pg_temp"],
         executable_by: &[APP_ROLE],
-        fingerprint: "ea6515ce346d0cc77513a29094aa90c766b7488e837e8ebc0de4c3557c68810e",
+        fingerprint: "11d6764e34d24c2e8767254511ab19dd5bdc1b79851ffab799952044476ae3be",
+    },
+    Function {
+        signature: "public.carevault_enter_tenant(text, text)",
+        language: "plpgsql",
+        volatility: 'v',
+        security_definer: false,
+        config: &[],
+        executable_by: &[API_LOGIN],
+        fingerprint: "35455d0cd9be2925eddabc70f13b7a0f412a31ee532f181597ba6bd9f63ef73a",
+    },
+    Function {
+        signature: "public.carevault_pin_transaction(text)",
+        language: "plpgsql",
+        volatility: 'v',
+        security_definer: false,
+        config: &[],
+        executable_by: &[API_LOGIN, OPS_LOGIN],
+        fingerprint: "9a45b16b1362669a699176b7452c3cb7c0ea41ce368608fc3f01ad0101bf829a",
     },
     Function {
         signature: "public.prevent_audit_log_modification()",

@@ -189,12 +189,16 @@ impl Documents<'_> {
     /// A document that is not deleted, without its embedding (audited `document.read`).
     #[tracing::instrument(skip_all, fields(document_id = %id))]
     pub async fn get(&mut self, id: DocumentId) -> Result<Document, DbError> {
+        // The read and its audit row in one statement: the hot path of the API.
         const SQL: &str = concat!(
-            "SELECT ",
+            "WITH d AS (SELECT ",
             document_columns!(),
-            " FROM documents WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
+            " FROM documents WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL), ",
+            audit_cte!(),
+            " SELECT * FROM d"
         );
-        self.fetch(SQL, id, false).await
+        let details = json!({ "embedding": false });
+        self.tx.fetch_audited(SQL, id.as_uuid(), AuditAction::DocumentRead, details).await?.ok_or(DbError::NotFound)
     }
 
     /// A document that is not deleted, with its embedding (audited `document.read`).

@@ -23,6 +23,28 @@ macro_rules! document_columns {
     };
 }
 
+/// The columns an audit row is inserted with, in the order of `insert_audit_row`'s parameters
+/// (`tenant_tx.rs`), where every audit row is written: one statement of its own, or
+/// [`audit_cte!`] in the statement of a read.
+macro_rules! audit_insert_columns {
+    () => {
+        "audit_logs (tenant_id, user_id, action, resource_type, resource_id, ip_address, user_agent, metadata)"
+    };
+}
+
+/// The audit row of a read that records itself in the same statement: a CTE after the read's
+/// CTE `d`, inserting one row per row read (`d.id` the resource), with `$1` the tenant and `$3`
+/// to `$8` the values `TenantTx::fetch_audited` binds. A read that finds nothing writes nothing.
+macro_rules! audit_cte {
+    () => {
+        concat!(
+            "audited AS (INSERT INTO ",
+            audit_insert_columns!(),
+            " SELECT $1, $3, $4, $5, d.id, $6::inet, $7, $8 FROM d)"
+        )
+    };
+}
+
 mod audit;
 mod current_tenant;
 mod documents;

@@ -473,9 +473,9 @@ async fn attacker_b_catalogue_every_attempt_fails_or_is_an_accepted_limit() {
         let other = scalar(&mut conn, &c.sql("SELECT count(*) FROM cv_copy WHERE tenant_id <> :a")).await;
         c.record(
             "read",
-            "copy documents into a temporary table: only the own tenant's row is copied",
+            "copy documents into a temporary table: refused (no TEMPORARY privilege since migration 18)",
             &sql,
-            &["ok (1 rows); other tenants' rows copied: Ok(0)"],
+            &["error 42501; other tenants' rows copied: Err(\"error 42P01\")"],
             format!("{created}; other tenants' rows copied: {other:?}"),
             false,
         );
@@ -490,9 +490,9 @@ async fn attacker_b_catalogue_every_attempt_fails_or_is_an_accepted_limit() {
         let observed = format!("{created}; other tenants' rows through the view: {other:?}");
         c.record(
             "read",
-            "a temporary view over documents (runs as carevault_app): still filtered",
+            "a temporary view over documents: refused (no TEMPORARY privilege since migration 18)",
             &sql,
-            &["ok (0 rows); other tenants' rows through the view: Ok(0)"],
+            &["error 42501; other tenants' rows through the view: Err(\"error 42P01\")"],
             observed,
             false,
         );
@@ -509,9 +509,10 @@ async fn attacker_b_catalogue_every_attempt_fails_or_is_an_accepted_limit() {
         let observed = format!("{created}; {ran}; tenant B's values captured: {loot:?}");
         c.record(
             "read",
-            "a cheap leaky function in WHERE sees rows before the policy filters them (security barrier)",
+            "a cheap leaky function in WHERE that would see rows before the policy filters them: it cannot be \
+             created (no TEMPORARY privilege since migration 18)",
             &format!("{setup}; {attack}"),
-            &["ok (0 rows); ok (1 rows); tenant B's values captured: Ok(0)"],
+            &["error 42501; error 3F000; tenant B's values captured: Err(\"error 42P01\")"],
             observed,
             false,
         );

@@ -5,7 +5,7 @@
 //! or a SECURITY DEFINER function of one's own.
 
 use carevault_db::TenantId;
-use carevault_db::tenant_context::{Binding, BindingKind, expiry_from_now};
+use carevault_db::tenant_context::{Binding, expiry_from_now};
 use sqlx::{Connection, PgConnection};
 
 use crate::attacks::{Catalogue, outcome, run, scalar};
@@ -93,7 +93,7 @@ pub(crate) async fn attempts(c: &mut Catalogue) {
     {
         let mut conn = login(c).await;
         let mut tx = conn.begin().await.unwrap();
-        let binding = Binding::read(&mut tx, BindingKind::Transaction).await.unwrap();
+        let binding = Binding::read_transaction(&mut tx).await.unwrap();
         let proof = key.prove(b, None, &binding, expiry_from_now());
         sqlx::query("SELECT set_config('role', 'carevault_app', true), set_config('app.tenant_context', $1, true)")
             .bind(&proof)
@@ -124,7 +124,7 @@ pub(crate) async fn attempts(c: &mut Catalogue) {
     // Use a proof after its expiry (made with the key, for this very session).
     {
         let mut conn = login(c).await;
-        let binding = Binding::read(&mut conn, BindingKind::Connection).await.unwrap();
+        let binding = Binding::establish_connection(&mut conn).await.unwrap();
         let valid = key.prove(b, None, &binding, expiry_from_now());
         let expired = key.prove(b, None, &binding, expiry_from_now() - 61 - 60);
         run(&mut conn, "SET ROLE carevault_app").await;
@@ -228,12 +228,10 @@ pub(crate) async fn attempts(c: &mut Catalogue) {
         );
     }
 
-    // Through a view or a SECURITY DEFINER function of one's own: the verifier reads the calling
-    // session's context whoever calls it.
+    // Through a view or a SECURITY DEFINER function of one's own: B can create neither (no CREATE
+    // on any schema, and no TEMPORARY since migration 18).
     {
         let mut conn = c.session().await;
-        let proof_of_a: String =
-            sqlx::query_scalar("SELECT current_setting('app.tenant_context')").fetch_one(&mut conn).await.unwrap();
         let view = run(&mut conn, "CREATE TEMPORARY VIEW cv_v AS SELECT public.carevault_current_tenant() AS t").await;
         let definer = run(
             &mut conn,
@@ -241,26 +239,25 @@ pub(crate) async fn attempts(c: &mut Catalogue) {
              AS 'SELECT public.carevault_current_tenant()'",
         )
         .await;
-        let read = async |conn: &mut PgConnection| -> String {
-            let through: Result<(Option<uuid::Uuid>, Option<uuid::Uuid>), _> =
-                sqlx::query_as("SELECT (SELECT t FROM cv_v), pg_temp.cv_f()").fetch_one(&mut *conn).await;
-            match through {
-                Ok((v, f)) => format!("view {}, function {}", v.is_some(), f.is_some()),
-                Err(e) => outcome::<()>(Err(e), |_| 0),
-            }
-        };
-        let valid = read(&mut conn).await;
-        set_context(&mut conn, &proof_of_a.replace(&a.to_string(), &b.to_string())).await;
-        let forged = read(&mut conn).await;
         c.record(
             "tenant context",
-            "call the verifier through a view and through a SECURITY DEFINER function of one's own",
+            "call the verifier through a view or a SECURITY DEFINER function of one's own",
             "CREATE TEMPORARY VIEW cv_v AS SELECT public.carevault_current_tenant(); CREATE FUNCTION pg_temp.cv_f() \
-             ... SECURITY DEFINER AS 'SELECT public.carevault_current_tenant()'; with A's proof, then a forged one",
-            &["created: ok (0 rows), ok (0 rows); A's proof: view true, function true; forged: view false, \
-               function false"],
-            format!("created: {view}, {definer}; A's proof: {valid}; forged: {forged}"),
+             ... SECURITY DEFINER AS 'SELECT public.carevault_current_tenant()'",
+            &["error 42501, error 42501"],
+            format!("{view}, {definer}"),
             false,
         );
     }
+
+    // Leave a trap on the connection for the next transaction (another tenant's, behind a
+    // transaction pooler or after SQL injected into one request): a temporary audit_logs with a
+    // trigger, found before the real one since pg_temp is searched first for tables.
+    c.attack(
+        "tenant context",
+        "leave a temporary audit_logs with a trigger on the connection, for the next tenant's transaction to run",
+        "RESET ROLE; CREATE TEMPORARY TABLE audit_logs (LIKE public.audit_logs)",
+        &["error 42501"],
+    )
+    .await;
 }

@@ -193,17 +193,28 @@ async fn every_tenant_table_has_forced_rls_a_guard_and_a_policy_per_granted_comm
 
 /// A transaction switched to `carevault_app` in the System tenant, as `TenantTx` opens one.
 async fn system_tenant_transaction(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    use carevault_db::tenant_context::{Binding, BindingKind, expiry_from_now};
     let mut tx = pool.begin().await.unwrap();
-    let binding = Binding::read(&mut tx, BindingKind::Transaction).await.unwrap();
+    prove_system_tenant(&mut tx).await;
+    tx
+}
+
+/// [`system_tenant_transaction`] on `conn`.
+async fn system_tenant_transaction_on(conn: &mut sqlx::PgConnection) -> sqlx::Transaction<'_, sqlx::Postgres> {
+    let mut tx = sqlx::Connection::begin(conn).await.unwrap();
+    prove_system_tenant(&mut tx).await;
+    tx
+}
+
+async fn prove_system_tenant(tx: &mut sqlx::PgConnection) {
+    use carevault_db::tenant_context::{Binding, expiry_from_now};
+    let binding = Binding::read_transaction(tx).await.unwrap();
     let proof =
         carevault_testdb::context_key().prove(carevault_db::TenantId::SYSTEM, None, &binding, expiry_from_now());
     sqlx::query("SELECT set_config('role', 'carevault_app', true), set_config('app.tenant_context', $1, true)")
         .bind(proof)
-        .execute(&mut *tx)
+        .execute(tx)
         .await
         .unwrap();
-    tx
 }
 
 #[tokio::test]
@@ -258,11 +269,16 @@ async fn policies_call_the_tenant_function_once_per_query() {
 #[tokio::test]
 async fn the_tenant_function_ignores_a_hostile_search_path() {
     let db = TestDb::new().await;
-    let pool = pool(&db).await;
-    let mut tx = system_tenant_transaction(&pool).await;
+    let pool = db.owner_pool().await;
     // pg_temp is searched first for types: a temporary table named uuid shadows the type uuid for
-    // anything parsed now...
-    sqlx::query("CREATE TEMPORARY TABLE uuid (x text)").execute(&mut *tx).await.unwrap();
+    // anything parsed now... (made by the owner on the connection first: since migration 18 no
+    // runtime role may create temporary objects at all, `attacks.rs` DB-69 to DB-71)
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql("CREATE TEMPORARY TABLE uuid (x text); GRANT USAGE ON TYPE pg_temp.uuid TO PUBLIC")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let mut tx = system_tenant_transaction_on(&mut conn).await;
     let shadowed: bool =
         sqlx::query_scalar("SELECT 'uuid'::regtype <> 'pg_catalog.uuid'::regtype").fetch_one(&mut *tx).await.unwrap();
     assert!(shadowed, "the type was not shadowed: the test proves nothing");

@@ -391,11 +391,13 @@ fn functions() {
         |f| f.exists = false,
         |f| f.volatility = "i".into(),
     ] {
+        // A trigger function: pinned search_path, executable by nobody.
+        let last = designed.len() - 1;
         let mut changed = designed.clone();
-        change(&mut changed[1]);
+        change(&mut changed[last]);
         let check = doctor::evaluate_functions(&changed, &manifest);
         assert_eq!(check.status, Status::Fail, "{changed:?}");
-        assert!(check.message.contains(&changed[1].signature), "{check:?}");
+        assert!(check.message.contains(&changed[last].signature), "{check:?}");
     }
 }
 

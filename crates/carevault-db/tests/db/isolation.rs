@@ -234,7 +234,7 @@ async fn an_exhausted_pool_and_an_unreachable_database_are_told_apart() {
     let config = carevault_db::PoolConfig {
         max_connections: 1,
         acquire_timeout: std::time::Duration::from_millis(300),
-        statement_cache: true,
+        ..carevault_db::PoolConfig::default()
     };
     let pool = carevault_db::AppPool::connect_lazy(&db.app_url(), config, carevault_testdb::context_key()).unwrap();
     let held = TenantTx::begin(&pool, carevault_db::TenantId::SYSTEM, AuditContext::default()).await.unwrap();

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use carevault_api::auth::AuthConfig;
 use carevault_api::{ApiConfig, Environment, JitProvisioning};
-use carevault_db::PoolConfig;
 use carevault_db::tenant_context::TenantContextKey;
+use carevault_db::{PoolConfig, Pooler};
 
 use super::auth::auth_with;
 use super::database::{DatabaseConfig, database_with};
@@ -30,7 +30,7 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// The pools' URLs.
     pub database: DatabaseConfig,
-    /// `DB_POOL_SIZE`, `DB_ACQUIRE_TIMEOUT_MS`, `DB_STATEMENT_CACHE`.
+    /// `DB_POOL_SIZE`, `DB_ACQUIRE_TIMEOUT_MS`, `DB_STATEMENT_CACHE`, `DB_POOLER`.
     pub pool: PoolConfig,
     /// The HTTP layer's settings.
     pub api: ApiConfig,
@@ -70,6 +70,7 @@ impl fmt::Debug for ServeConfig {
             .field("connections", &self.api.connections)
             .field("rate_limits", &self.api.rate_limits)
             .field("jit_provisioning", &self.api.jit_provisioning)
+            .field("caller_cache_ttl", &self.api.caller_cache_ttl)
             .field("auth", &self.auth)
             .field("tenant_context_key", &self.tenant_context_key)
             .finish()
@@ -82,8 +83,10 @@ pub fn serve_config(lookup: &dyn Fn(&str) -> Option<String>, listen: Option<&str
     let environment = vars.environment();
     let listen = listen_with(&mut vars, listen);
     let database = database_with(&mut vars);
-    let pool = pool_with(&mut vars);
+    let mut pool = pool_with(&mut vars);
     let api = api_with(&mut vars, environment);
+    // No statement outlives the longest request it can serve.
+    pool.statement_timeout = api.request_timeout.max(api.batch_request_timeout);
     let auth = auth_with(&mut vars, environment);
     let search_index_interval =
         vars.duration("SEARCH_INDEX_INTERVAL_SECONDS", Unit::Seconds, DEFAULT_SEARCH_INDEX_INTERVAL, 0, 86_400);
@@ -121,7 +124,7 @@ fn tenant_context_key_with(vars: &mut Vars<'_>, environment: Environment) -> Opt
     }
 }
 
-/// `DB_POOL_SIZE`, `DB_ACQUIRE_TIMEOUT_MS` and `DB_STATEMENT_CACHE`.
+/// `DB_POOL_SIZE`, `DB_ACQUIRE_TIMEOUT_MS`, `DB_STATEMENT_CACHE` and `DB_POOLER`.
 fn pool_with(vars: &mut Vars<'_>) -> PoolConfig {
     let default = PoolConfig::default();
     let max_connections = vars.number("DB_POOL_SIZE", u64::from(default.max_connections), 1, 1000);
@@ -137,7 +140,23 @@ fn pool_with(vars: &mut Vars<'_>) -> PoolConfig {
         // Off behind PgBouncer < 1.21 in transaction mode: queries are then sent as unnamed
         // statements.
         statement_cache: vars.flag("DB_STATEMENT_CACHE", default.statement_cache),
+        pooler: pooler_with(vars, default.pooler),
+        // Set from the request timeouts by `serve_config`.
+        statement_timeout: default.statement_timeout,
     }
+}
+
+/// `DB_POOLER`: `none` or `transaction`.
+fn pooler_with(vars: &mut Vars<'_>, default: Pooler) -> Pooler {
+    let Some(text) = vars.get("DB_POOLER") else { return default };
+    Pooler::parse(&text).unwrap_or_else(|| {
+        let names: Vec<&str> = Pooler::ALL.iter().map(|p| p.as_str()).collect();
+        vars.problem(format!(
+            "DB_POOLER must be one of {} (transaction: behind PgBouncer in transaction mode), got {text:?}",
+            names.join(", ")
+        ));
+        default
+    })
 }
 
 /// The HTTP layer's settings: origins, proxies, limits (bodies, time, connections, rates) and the
@@ -158,6 +177,7 @@ fn api_with(vars: &mut Vars<'_>, environment: Environment) -> ApiConfig {
         1 << 30,
     );
     let jit_provisioning = jit_with(vars, environment);
+    let caller_cache_ttl = vars.duration("CALLER_CACHE_SECONDS", Unit::Seconds, default.caller_cache_ttl, 0, 300);
     let connections = connections_with(vars);
     let rate_limits = rate_limits_with(vars);
     let platform_api_token = vars.secret("PLATFORM_API_TOKEN");
@@ -179,6 +199,7 @@ fn api_with(vars: &mut Vars<'_>, environment: Environment) -> ApiConfig {
         connections,
         rate_limits,
         jit_provisioning,
+        caller_cache_ttl,
     }
 }
 
@@ -254,6 +275,15 @@ mod tests {
             "{:?}",
             refused.0
         );
+    }
+
+    #[test]
+    fn the_pooler_is_one_of_its_names() {
+        assert_eq!(serve(&[], None).expect("valid").pool.pooler, Pooler::None);
+        let behind = serve(&[("DB_POOLER", "transaction")], None).expect("valid");
+        assert_eq!(behind.pool.pooler, Pooler::Transaction);
+        let refused = serve(&[("DB_POOLER", "session")], None).expect_err("not a pooler mode");
+        assert!(mentions(&refused.0, &["DB_POOLER", "none, transaction"]), "{:?}", refused.0);
     }
 
     #[test]

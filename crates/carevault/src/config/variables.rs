@@ -81,6 +81,9 @@ fn the_variable_table_defaults_are_the_applied_defaults() {
         ("DB_POOL_SIZE", "11"),
         ("DB_ACQUIRE_TIMEOUT_MS", "2001"),
         ("DB_STATEMENT_CACHE", "false"),
+        ("DB_POOLER", "transaction"),
+        ("CALLER_CACHE_SECONDS", "6"),
+        ("TENANT_CONTEXT_KEY", "other:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"),
         ("REQUEST_TIMEOUT_SECONDS", "31"),
         ("MAX_BODY_BYTES", "2048"),
         ("BATCH_REQUEST_TIMEOUT_SECONDS", "121"),
@@ -115,5 +118,5 @@ fn a_refused_value_names_the_default_of_the_table() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 16, "the fifteen numbers and DB_STATEMENT_CACHE");
+    assert_eq!(checked, 17, "the sixteen numbers and DB_STATEMENT_CACHE");
 }
