@@ -296,10 +296,14 @@ pub(super) async fn role_setting_facts(pool: &PgPool) -> Result<Vec<String>, DbE
     .await?)
 }
 
-/// Any role default is reported: a role may set its own defaults without any privilege, so a
-/// session holding a login's credentials can leave settings for every later connection. The pools
-/// pin the settings that matter for isolation (role, search_path, read-only, row security, the
-/// tenant settings); the rest (timeouts, say) may be deliberate, but must be seen.
+/// A default stored for one of our roles, other than the manifest's, is a FAIL: a role may set
+/// its own defaults without any privilege, so a session holding a login's credentials can leave
+/// settings for every later connection. Every transaction of the service pins what it needs
+/// (`carevault_pin_transaction`, its `BEGIN`, and the settings of each connection's startup
+/// packet), so such a default is either overridden anyway or one the service cannot pin and that
+/// can stop or slow it (`idle_session_timeout`, `transaction_timeout`, `work_mem`,
+/// `temp_file_limit`, `plan_cache_mode`, `enable_*`, ...). A default stored for every role (the
+/// database's) is a warning: it may be the operator's tuning, but must be seen.
 ///
 /// `session_replication_role` is a FAIL wherever it is stored (for our roles, for every role, for
 /// the database): `replica` silences every ordinary trigger (the audit log's immutability, the
@@ -316,7 +320,11 @@ pub fn evaluate_role_settings(settings: &[String], manifest: &Manifest) -> Check
     let unexpected: Vec<&String> = settings.iter().filter(|s| !manifest.role_settings.contains(s)).collect();
     let mut failures: Vec<String> = unexpected
         .iter()
-        .filter(|s| s.contains(": session_replication_role=") || key(s).is_some_and(|k| stated.contains(&k)))
+        .filter(|s| {
+            s.starts_with("carevault_")
+                || s.contains(": session_replication_role=")
+                || key(s).is_some_and(|k| stated.contains(&k))
+        })
         .map(|s| s.to_string())
         .collect();
     let missing: Vec<&String> = manifest.role_settings.iter().filter(|s| !settings.contains(s)).collect();
@@ -335,8 +343,9 @@ pub fn evaluate_role_settings(settings: &[String], manifest: &Manifest) -> Check
         return Check::fail(
             NAME,
             format!(
-                "stored defaults differ from the manifest (session_replication_role silences triggers and foreign \
-                 keys; the login roles' idle-transaction timeout is stated): {}",
+                "stored defaults differ from the manifest (a default of a carevault role is either overridden by \
+                 the service or one that can stop or slow it; session_replication_role silences triggers and \
+                 foreign keys; the login roles' idle-transaction timeout is stated): {}",
                 failures.join("; ")
             ),
             format!(
@@ -352,11 +361,11 @@ pub fn evaluate_role_settings(settings: &[String], manifest: &Manifest) -> Check
     Check::warn(
         NAME,
         format!(
-            "defaults stored for carevault roles or the whole database: {}",
+            "defaults stored for every role of the database: {}",
             unexpected.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; ")
         ),
-        "if you did not set them (docs/POSTGRESQL_TUNING.md recommends only timeouts on the login roles), \
-         remove them as a superuser: ALTER ROLE <role> [IN DATABASE <db>] RESET ALL",
+        "if you did not set them, remove them as a superuser: ALTER DATABASE <db> RESET <name> (or ALTER ROLE ALL \
+         RESET <name>)",
     )
 }
 
@@ -370,14 +379,25 @@ mod tests {
     }
 
     #[test]
-    fn the_stated_defaults_pass_and_others_are_reported() {
+    fn the_stated_defaults_pass_others_of_our_roles_fail_and_the_databases_are_reported() {
         let manifest = Manifest::carevault();
         assert_eq!(evaluate_role_settings(&stated(), &manifest).status, Status::Pass);
+        for hostile in [
+            "carevault_api: statement_timeout=1ms",
+            "carevault_app: work_mem=64kB",
+            "carevault_ops: enable_indexscan=off",
+        ] {
+            let mut more = stated();
+            more.push(hostile.into());
+            let found = evaluate_role_settings(&more, &manifest);
+            assert_eq!(found.status, Status::Fail, "{hostile}");
+            assert!(found.message.contains(hostile), "{found:?}");
+        }
         let mut more = stated();
-        more.push("carevault_api: statement_timeout=1ms".into());
+        more.push("every role: work_mem=64MB".into());
         let found = evaluate_role_settings(&more, &manifest);
         assert_eq!(found.status, Status::Warn);
-        assert!(found.message.contains("statement_timeout=1ms"));
+        assert!(found.message.contains("work_mem=64MB"));
     }
 
     #[test]

@@ -404,8 +404,14 @@ fn connect_options(url: &str, config: PoolConfig) -> Result<(PgConnectOptions, S
         options = options.statement_cache_capacity(0);
     }
     let login = options.get_username().to_string();
-    // Statements can carry PHI in their parameters' context; never log them.
-    let options = options.options(PINNED_SETTINGS).disable_statement_logging();
+    // The statement timeout too: a stored `statement_timeout = 1` would otherwise cancel the very
+    // statement that pins the transaction's own (a timer armed when a statement starts is not
+    // re-armed by a change during it).
+    let options = options
+        .options(PINNED_SETTINGS)
+        .options([("statement_timeout", milliseconds(config.statement_timeout))])
+        // Statements can carry PHI in their parameters' context; never log them.
+        .disable_statement_logging();
     Ok((options, login))
 }
 

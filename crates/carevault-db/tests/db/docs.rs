@@ -623,52 +623,6 @@ async fn a_tenant_transaction_waits_at_most_five_seconds_for_a_lock() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// docs/POSTGRESQL_TUNING.md
-// ---------------------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn per_role_timeouts_apply_to_the_login_and_survive_the_role_switch() {
-    let text = doc("POSTGRESQL_TUNING.md");
-    let block = sql_block(&text, "tuning/roles.sql");
-    let db = TestDb::new().await;
-    let owner = db.owner_pool().await;
-    // The roles are cluster-wide: scope each statement to this test's database (dropped with it).
-    let mut expected: Vec<(String, String, String)> = Vec::new();
-    for line in block.lines().filter(|l| l.starts_with("ALTER ROLE ")) {
-        let (role, rest) = line["ALTER ROLE ".len()..].split_once(" SET ").unwrap();
-        let (name, value) = rest.trim_end_matches(';').split_once(" = ").unwrap();
-        expected.push((role.to_string(), name.to_string(), value.trim_matches('\'').to_string()));
-        let scoped = format!("ALTER ROLE {role} IN DATABASE \"{}\" SET {rest}", db.name());
-        sqlx::query(sqlx::AssertSqlSafe(scoped)).execute(&owner).await.unwrap();
-    }
-    assert!(expected.len() >= 3, "{expected:?}");
-    // The same settings on carevault_app: a SET ROLE does not load them.
-    let unused = format!("ALTER ROLE carevault_app IN DATABASE \"{}\" SET statement_timeout = '1s'", db.name());
-    sqlx::query(sqlx::AssertSqlSafe(unused)).execute(&owner).await.unwrap();
-
-    for (login, url) in [("carevault_api", db.app_url()), ("carevault_ops", db.ops_url())] {
-        let mut conn = PgConnection::connect(&url).await.unwrap();
-        let mut tx = conn.begin().await.unwrap();
-        let runtime = if login == "carevault_api" { "carevault_app" } else { "carevault_platform" };
-        sqlx::query("SELECT set_config('role', $1, true)").bind(runtime).execute(&mut *tx).await.unwrap();
-        for (role, name, value) in expected.iter().filter(|e| e.0 == login) {
-            let actual: String =
-                sqlx::query_scalar("SELECT current_setting($1)").bind(name).fetch_one(&mut *tx).await.unwrap();
-            assert_eq!(&actual, value, "{role} {name} after switching to {runtime}");
-        }
-        tx.rollback().await.unwrap();
-        if login == "carevault_api" {
-            let mut tx = conn.begin().await.unwrap();
-            sqlx::query("SELECT set_config('role', 'carevault_app', true)").execute(&mut *tx).await.unwrap();
-            let timeout: String =
-                sqlx::query_scalar("SELECT current_setting('statement_timeout')").fetch_one(&mut *tx).await.unwrap();
-            assert_eq!(timeout, "25s", "the login's value, not carevault_app's 1s");
-            tx.rollback().await.unwrap();
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Every document: the tests it names exist
 // ---------------------------------------------------------------------------------------------
 

@@ -7,7 +7,9 @@
 //! triggers, ...).
 
 use carevault_db::doctor::{self, CHECK_NAMES, Check, DoctorContext, Environment, Status};
+use carevault_db::{AuditContext, TenantTx};
 use carevault_testdb::TestDb;
+use sqlx::Connection;
 
 /// The server's logins as the embedded default and a good deployment have them.
 fn ctx() -> DoctorContext {
@@ -593,17 +595,44 @@ async fn a_login_that_cannot_switch_to_the_runtime_role_reports_unreadable_tenan
 }
 
 #[tokio::test]
-async fn a_role_default_of_a_login_role_is_a_warning() {
+async fn a_hostile_default_of_a_login_role_fails_and_does_not_stop_the_service() {
     let db = TestDb::new().await;
     let owner = db.owner_pool().await;
     let name: String = sqlx::query_scalar("SELECT current_database()::text").fetch_one(&owner).await.unwrap();
-    let set = format!("ALTER ROLE carevault_api IN DATABASE \"{name}\" SET statement_timeout = '1ms'");
+    // What a session holding the login's credentials may store for itself, no privilege needed.
+    let set = format!(
+        "ALTER ROLE carevault_api IN DATABASE \"{name}\" SET statement_timeout = '1ms'; \
+         ALTER ROLE carevault_api IN DATABASE \"{name}\" SET synchronous_commit = off; \
+         ALTER ROLE carevault_api IN DATABASE \"{name}\" SET default_transaction_isolation = serializable"
+    );
     sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&owner).await.unwrap();
     let checks = doctor::run(&owner, &ctx()).await.unwrap();
+    // A new session of the login has them...
+    let mut login = sqlx::PgConnection::connect(&db.app_url()).await.unwrap();
+    let settings = "SELECT current_setting('statement_timeout'), current_setting('synchronous_commit'), \
+                    current_setting('transaction_isolation')";
+    let stored: (String, String, String) = sqlx::query_as(settings).fetch_one(&mut login).await.unwrap();
+    assert_eq!(stored, ("1ms".into(), "off".into(), "serializable".into()));
+    // ...and every transaction of the service pins its own, as TenantTx and PlatformTx begin them.
+    sqlx::raw_sql(
+        "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE; SELECT public.carevault_pin_transaction('120000ms')",
+    )
+    .execute(&mut login)
+    .await
+    .unwrap();
+    let pinned: (String, String, String) = sqlx::query_as(settings).fetch_one(&mut login).await.unwrap();
+    assert_eq!(pinned, ("2min".into(), "on".into(), "read committed".into()));
+    // A write and a read through the data layer work.
+    let pool = db.app_pool(1);
+    let mut tx = TenantTx::begin(&pool, carevault_db::TenantId::SYSTEM, AuditContext::default()).await.unwrap();
+    tx.tenant().read().await.unwrap();
+    tx.commit().await.unwrap();
+    pool.close().await;
     let reset = format!("ALTER ROLE carevault_api IN DATABASE \"{name}\" RESET ALL");
     sqlx::raw_sql(sqlx::AssertSqlSafe(reset)).execute(&owner).await.unwrap();
     let flagged: Vec<&Check> = checks.iter().filter(|c| c.status != Status::Pass).collect();
     assert_eq!(flagged.len(), 1, "{}", describe(&checks));
-    assert_eq!((flagged[0].name, flagged[0].status), ("role_settings", Status::Warn));
+    assert_eq!((flagged[0].name, flagged[0].status), ("role_settings", Status::Fail));
     assert!(flagged[0].message.contains("carevault_api: statement_timeout=1ms"), "{}", flagged[0].message);
+    assert!(flagged[0].message.contains("carevault_api: synchronous_commit=off"), "{}", flagged[0].message);
 }
