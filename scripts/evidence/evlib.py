@@ -159,6 +159,8 @@ class Env:
             "APP_DATABASE_URL": app_url or cluster.url("carevault_api"),
             "PLATFORM_DATABASE_URL": platform_url or cluster.url("carevault_ops"),
             "JWT_HS256_SECRET": self.secret,
+            # `serve` adds it to the database through DATABASE_URL (never a data directory of the machine's).
+            "TENANT_CONTEXT_KEY": f"evidence-{secrets.token_hex(4)}:{secrets.token_hex(32)}",
             "CAREVAULT_EMBEDDED": "0",
             "ENVIRONMENT": "development",
             "LOG_LEVEL": "warn",

@@ -45,6 +45,8 @@ pool_mode = transaction
 default_pool_size = 8
 max_client_conn = 300
 ignore_startup_parameters = extra_float_digits,options
+server_reset_query = DISCARD ALL
+server_reset_query_always = 1
 logfile = {d}/pgbouncer.log
 pidfile = {d}/pgbouncer.pid
 admin_users = postgres
@@ -228,7 +230,8 @@ def main():
 
         # Through PgBouncer, transaction mode
         bouncer, bport, version = start_pgbouncer(base, cluster)
-        RESULTS["notes"].append(f"{version}, pool_mode = transaction, default_pool_size = 8, run as `carevault`, "
+        RESULTS["notes"].append(f"{version}, pool_mode = transaction, default_pool_size = 8, server_reset_query = "
+                                "DISCARD ALL (always), run as `carevault`, "
                                 "listening on 127.0.0.1, connected to the cluster's Unix socket")
         RESULTS["cases"].append(sql_property(["-h", "127.0.0.1", "-p", str(bport)], tenants, "pgbouncer"))
         # PgBouncer 1.18 in transaction mode cannot route named prepared statements:
@@ -239,13 +242,16 @@ def main():
         penv.secret = env.secret
         penv.vars["JWT_HS256_SECRET"] = env.secret
         penv.vars["DB_STATEMENT_CACHE"] = "false"
+        # Proofs bound to each transaction: PgBouncer runs them on whichever server connection.
+        penv.vars["DB_POOLER"] = "transaction"
         # Both pools (10 connections each) share PgBouncer's 8 server connections here, so requests
         # queue in PgBouncer by design; on the slow shared machine a wait could pass the default
         # 2 s acquire timeout (503 SYS_004, seen twice on 2026-12-02). This case is about
         # isolation, not latency: the pools wait longer.
         penv.vars["DB_ACQUIRE_TIMEOUT_MS"] = "10000"
         RESULTS["notes"].append(
-            "Behind PgBouncer 1.18 in transaction mode the server runs with DB_STATEMENT_CACHE=false (unnamed "
+            "Behind PgBouncer 1.18 in transaction mode the server runs with DB_POOLER=transaction (tenant contexts "
+            "bound to each transaction) and DB_STATEMENT_CACHE=false (unnamed "
             "statements), as docs/POSTGRESQL_TUNING.md documents, and DB_ACQUIRE_TIMEOUT_MS=10000 (requests queue "
             "for PgBouncer's 8 server connections by design).")
         try:

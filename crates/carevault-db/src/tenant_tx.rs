@@ -83,10 +83,12 @@ impl TenantTx {
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id))]
     pub async fn begin(pool: &AppPool, tenant_id: TenantId, context: AuditContext) -> Result<TenantTx, DbError> {
         match TenantTx::begin_once(pool, tenant_id, context.clone()).await {
-            // Once more, on another (or a new) connection: the first message found the connection
-            // closed by the server (the pool does not ping before use), or the slot's connection
-            // was replaced after its binding was read, so the proof named the old one.
-            Err(DbError::Unavailable(sqlx::Error::Io(_)) | DbError::ContextRefused(_)) => {
+            // Once more, on another (or a new) connection, since nothing was read or written yet:
+            // the first message found the connection closed by the server (the pool does not ping
+            // before use), or the slot's connection was replaced after its binding was read (the
+            // proof named the old one), or the session was left in a state the message cannot
+            // start from (a role switched at session level); the failed connection is closed.
+            Err(DbError::Unavailable(sqlx::Error::Io(_)) | DbError::ContextRefused(_) | DbError::Database(_)) => {
                 TenantTx::begin_once(pool, tenant_id, context).await
             }
             other => other,

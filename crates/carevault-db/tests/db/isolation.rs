@@ -447,3 +447,31 @@ async fn lookup(pool: &AppPool, tenant: TenantId, sub: &str) -> Option<(Tenant, 
     tx.commit().await.unwrap();
     found
 }
+
+#[tokio::test]
+async fn a_tenant_transaction_overrides_what_a_session_left_behind() {
+    use carevault_db::tenant_context::{Binding, expiry_from_now};
+    use sqlx::Connection;
+    let db = TestDb::new().await;
+    let platform = db.platform_pool();
+    let (a, b) = (tenant(&platform, "A").await, tenant(&platform, "B").await);
+    let mut conn = sqlx::PgConnection::connect(&db.app_url()).await.unwrap();
+    // A session-level tenant context of B, valid for this connection, left behind...
+    carevault_testdb::prove_tenant(&mut conn, b).await;
+    sqlx::query("RESET ROLE").execute(&mut conn).await.unwrap();
+    // ...is overridden by the next transaction's first statement, as TenantTx sends it.
+    let mut tx = conn.begin().await.unwrap();
+    let binding = Binding::read_transaction(&mut tx).await.unwrap();
+    let proof = carevault_testdb::context_key().prove(a, None, &binding, expiry_from_now());
+    sqlx::query("SELECT public.carevault_enter_tenant($1, '1min')").bind(proof).execute(&mut *tx).await.unwrap();
+    let seen: Vec<TenantId> = sqlx::query_scalar("SELECT id FROM tenants").fetch_all(&mut *tx).await.unwrap();
+    assert_eq!(seen, [a]);
+    tx.commit().await.unwrap();
+    // A session-level role left behind makes the next transaction's first statement fail (the
+    // login may execute carevault_enter_tenant, carevault_app may not): the pool then closes that
+    // connection and tries another (`TenantTx::begin`).
+    sqlx::query("SET ROLE carevault_app").execute(&mut conn).await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    let refused = sqlx::query("SELECT public.carevault_enter_tenant('x', '1min')").execute(&mut *tx).await;
+    assert_eq!(crate::fixtures::sqlstate(refused), "42501");
+}
