@@ -247,7 +247,9 @@ class Serve:
             except OSError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"serve not ready in {timeout}s: see {self.logpath}")
+        with open(self.logpath, "rb") as f:
+            tail = f.read()[-600:].decode("utf-8", "replace")
+        raise RuntimeError(f"serve not ready in {timeout}s: see {self.logpath}, which ends: {tail}")
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

@@ -212,7 +212,9 @@ def fault_pool(base):
     for h in hs:
         h.start()
     time.sleep(0.7)  # the two requests now hold both connections, blocked on the lock
-    os_ = [threading.Thread(target=call, args=(others, "/api/v1/auth/validate")) for _ in range(6)]
+    # A route that needs a connection: a caller is remembered (CALLER_CACHE_SECONDS), so
+    # /auth/validate would not.
+    os_ = [threading.Thread(target=call, args=(others, "/api/v1/tenants/current")) for _ in range(6)]
     for o in os_:
         o.start()
     for o in os_:

@@ -45,8 +45,6 @@ pool_mode = transaction
 default_pool_size = 8
 max_client_conn = 300
 ignore_startup_parameters = extra_float_digits,options
-server_reset_query = DISCARD ALL
-server_reset_query_always = 1
 logfile = {d}/pgbouncer.log
 pidfile = {d}/pgbouncer.pid
 admin_users = postgres
@@ -230,8 +228,7 @@ def main():
 
         # Through PgBouncer, transaction mode
         bouncer, bport, version = start_pgbouncer(base, cluster)
-        RESULTS["notes"].append(f"{version}, pool_mode = transaction, default_pool_size = 8, server_reset_query = "
-                                "DISCARD ALL (always), run as `carevault`, "
+        RESULTS["notes"].append(f"{version}, pool_mode = transaction, default_pool_size = 8, run as `carevault`, "
                                 "listening on 127.0.0.1, connected to the cluster's Unix socket")
         RESULTS["cases"].append(sql_property(["-h", "127.0.0.1", "-p", str(bport)], tenants, "pgbouncer"))
         # PgBouncer 1.18 in transaction mode cannot route named prepared statements:

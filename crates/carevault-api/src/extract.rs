@@ -183,8 +183,9 @@ impl<R: MinRole> FromRequestParts<AppState> for Authed<R> {
             Some(known) => known,
             None => {
                 let jit = state.inner.config.jit_provisioning;
+                let generation = callers.generation();
                 let (tenant, user) = resolve_caller(pool, tenant_id, &token, jit, parts).await?;
-                callers.put(&tenant, &token.sub, &user);
+                callers.put(generation, &tenant, &token.sub, &user);
                 (tenant, user)
             }
         };

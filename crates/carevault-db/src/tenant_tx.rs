@@ -87,8 +87,13 @@ impl TenantTx {
             // the first message found the connection closed by the server (the pool does not ping
             // before use), or the slot's connection was replaced after its binding was read (the
             // proof named the old one), or the session was left in a state the message cannot
-            // start from (a role switched at session level); the failed connection is closed.
-            Err(DbError::Unavailable(sqlx::Error::Io(_)) | DbError::ContextRefused(_) | DbError::Database(_)) => {
+            // start from (a role switched, or a statement timeout set, at session level); the
+            // failed connection is closed. Not when no connection could be opened at all: waiting
+            // as long again would only delay the 503.
+            Err(DbError::Unavailable(error)) if matches!(error, sqlx::Error::PoolTimedOut) => {
+                Err(DbError::Unavailable(error))
+            }
+            Err(DbError::Unavailable(_) | DbError::ContextRefused(_) | DbError::Database(_)) => {
                 TenantTx::begin_once(pool, tenant_id, context).await
             }
             other => other,
@@ -118,10 +123,11 @@ impl TenantTx {
                     Ok(tx) => tx,
                     Err(error) => {
                         let error = crate::pool::acquire_error(lease.pool(), error);
-                        // A statement after BEGIN failed: sqlx did not see the transaction open,
-                        // so it rolls nothing back. Close the connection rather than leave it in a
-                        // failed transaction.
-                        if matches!(error, DbError::ContextRefused(_) | DbError::Database(_)) {
+                        // The message failed (a closed or replaced connection, a refused proof,
+                        // a session left with a role or a 1 ms statement timeout...): sqlx did not
+                        // see the transaction open, so it rolls nothing back. Close the connection
+                        // and forget its binding, rather than keep either.
+                        if !matches!(error, DbError::PoolExhausted) {
                             lease.close_connection().await;
                         }
                         return Err(error);

@@ -18,6 +18,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::DbError;
 use crate::tenant_context::Binding;
 
+/// How long [`Lease::close_connection`] waits for the failed connection to come back.
+const CLOSE_WAIT: Duration = Duration::from_millis(200);
+
 /// The binding of a slot's current connection, written by its `after_connect` hook.
 pub(crate) type SlotBinding = Arc<Mutex<Option<Binding>>>;
 
@@ -95,27 +98,47 @@ impl Lease {
         &self.slot().pool
     }
 
-    /// The binding of the slot's connection, opening the connection first when there is none.
+    /// The binding of the slot's connection, opening the connection first when none is known.
     ///
     /// The connection can still be replaced before the caller uses it (closed as broken, or
     /// idle past sqlx's timeout); a proof made for the old one then fails to verify, which
-    /// `carevault_enter_tenant` reports, and `TenantTx::begin` tries once more.
+    /// `carevault_enter_tenant` reports: the caller then calls [`Lease::close_connection`], which
+    /// forgets the binding, and tries once more.
     pub(crate) async fn binding(&self) -> Result<Binding, DbError> {
         if let Some(binding) = self.recorded() {
             return Ok(binding);
         }
         let slot = self.slot();
-        let connection = slot.pool.acquire().await.map_err(|error| super::acquire_error(&slot.pool, error))?;
+        let mut connection = slot.pool.acquire().await.map_err(|error| super::acquire_error(&slot.pool, error))?;
+        // A new connection recorded its binding when it opened; one that was there already (its
+        // binding forgotten by `close_connection`, which could not get hold of it) gets a new one.
+        let binding = match self.recorded() {
+            Some(binding) => binding,
+            None => {
+                let binding = Binding::establish_connection(&mut connection).await?;
+                *slot.binding.lock().unwrap_or_else(PoisonError::into_inner) = Some(binding.clone());
+                binding
+            }
+        };
         drop(connection);
-        self.recorded().ok_or(DbError::PoolExhausted)
+        Ok(binding)
     }
 
-    /// Closes the slot's connection (the next use opens a new one).
+    /// Closes the slot's connection and forgets its binding: the next use opens a new connection
+    /// and learns the new one's. (Keeping the binding would make every later proof name a
+    /// connection that no longer exists: found by an attacker review, who closed the service's
+    /// connections with `pg_terminate_backend` and had the slot answer 503 for good.)
     pub(crate) async fn close_connection(&self) {
-        if let Ok(connection) = self.slot().pool.acquire().await {
+        let slot = self.slot();
+        *slot.binding.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        // The failed connection comes back to the slot's pool within milliseconds, unless sqlx
+        // found it broken and closed it; wait no longer, or an outage would make every request
+        // wait for a new connection here too.
+        if let Ok(Ok(connection)) = tokio::time::timeout(CLOSE_WAIT, slot.pool.acquire()).await {
             // Closing politely or not, the connection is gone either way.
             let _ = connection.close().await;
         }
+        *slot.binding.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     fn recorded(&self) -> Option<Binding> {

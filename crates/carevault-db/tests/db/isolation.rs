@@ -475,3 +475,28 @@ async fn a_tenant_transaction_overrides_what_a_session_left_behind() {
     let refused = sqlx::query("SELECT public.carevault_enter_tenant('x', '1min')").execute(&mut *tx).await;
     assert_eq!(crate::fixtures::sqlstate(refused), "42501");
 }
+
+#[tokio::test]
+async fn a_tenant_transaction_recovers_when_its_connection_is_closed_under_it() {
+    // The server closing the pool's connection (a restart, an idle timeout, or a session of the
+    // login running pg_terminate_backend on it): the next transaction opens a new connection,
+    // learns its binding and proves itself on it; the one after too.
+    let db = TestDb::new().await;
+    let pool = db.app_pool(1);
+    let owner = db.owner_pool().await;
+    for round in 0..3 {
+        let mut tx = TenantTx::begin(&pool, TenantId::SYSTEM, AuditContext::default()).await.unwrap();
+        assert_eq!(tx.tenant().read().await.unwrap().id, TenantId::SYSTEM, "round {round}");
+        tx.commit().await.unwrap();
+        let terminated: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'carevault_api' AND datname = current_database()",
+        )
+        .fetch_all(&owner)
+        .await
+        .unwrap();
+        assert_eq!(terminated, [true], "round {round}: the pool's one connection");
+    }
+    let mut tx = TenantTx::begin(&pool, TenantId::SYSTEM, AuditContext::default()).await.unwrap();
+    tx.tenant().read().await.unwrap();
+    tx.commit().await.unwrap();
+}
