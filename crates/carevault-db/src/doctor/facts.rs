@@ -83,7 +83,7 @@ impl Facts {
             rules: kept(rule_facts(pool).await),
             security_definer: kept(security_definer_facts(pool).await),
             tls: kept(tls_facts(pool).await),
-            role_settings: kept(role_setting_facts(pool).await),
+            role_settings: kept(role_setting_facts(pool, ctx).await),
             server,
             current_user,
         })

@@ -279,24 +279,28 @@ pub fn evaluate_login_roles(facts: &LoginRolesFacts) -> Check {
     Check::pass(NAME, format!("the server logs in as {}: not superuser, not BYPASSRLS", names.join(" / ")))
 }
 
-/// Defaults stored for carevault's roles (`ALTER ROLE ... SET`), cluster-wide or in this
-/// database, as `role: setting=value`.
-pub(super) async fn role_setting_facts(pool: &PgPool) -> Result<Vec<String>, DbError> {
+/// Defaults stored for carevault's roles and the pools' logins (`ALTER ROLE ... SET`), and for
+/// every role, cluster-wide or in this database, as `role: setting=value`.
+pub(super) async fn role_setting_facts(pool: &PgPool, ctx: &DoctorContext) -> Result<Vec<String>, DbError> {
+    // The pools may log in with roles of other names (APP_DATABASE_URL, PLATFORM_DATABASE_URL).
+    let logins: Vec<&str> = [&ctx.app_login, &ctx.ops_login].into_iter().flatten().map(String::as_str).collect();
     Ok(sqlx::query_scalar(
         "SELECT coalesce(r.rolname::text, 'every role') || ': ' || s \
                 || CASE WHEN d.setdatabase = 0 THEN ' (every database)' ELSE '' END \
          FROM pg_catalog.pg_db_role_setting d \
          LEFT JOIN pg_catalog.pg_roles r ON r.oid = d.setrole \
          CROSS JOIN unnest(d.setconfig) AS s \
-         WHERE (d.setrole = 0 OR r.rolname LIKE 'carevault\\_%') \
+         WHERE (d.setrole = 0 OR r.rolname LIKE 'carevault\\_%' OR r.rolname = ANY($1)) \
            AND d.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())) \
          ORDER BY 1",
     )
+    .bind(&logins)
     .fetch_all(pool)
     .await?)
 }
 
-/// A default stored for one of our roles, other than the manifest's, is a FAIL: a role may set
+/// A default stored for one of our roles or the pools' logins, other than the manifest's, is a
+/// FAIL: a role may set
 /// its own defaults without any privilege, so a session holding a login's credentials can leave
 /// settings for every later connection. Every transaction of the service pins what it needs
 /// (`carevault_pin_transaction`, its `BEGIN`, and the settings of each connection's startup
@@ -321,7 +325,7 @@ pub fn evaluate_role_settings(settings: &[String], manifest: &Manifest) -> Check
     let mut failures: Vec<String> = unexpected
         .iter()
         .filter(|s| {
-            s.starts_with("carevault_")
+            !s.starts_with("every role: ")
                 || s.contains(": session_replication_role=")
                 || key(s).is_some_and(|k| stated.contains(&k))
         })

@@ -607,13 +607,14 @@ async fn a_hostile_default_of_a_login_role_fails_and_does_not_stop_the_service()
     );
     sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&owner).await.unwrap();
     let checks = doctor::run(&owner, &ctx()).await.unwrap();
-    // A new session of the login has them...
-    let mut login = sqlx::PgConnection::connect(&db.app_url()).await.unwrap();
+    // What every transaction of the service pins for itself, as TenantTx and PlatformTx begin
+    // them, on a session of the login that starts as the pools' do (with the service's statement
+    // timeout in its startup packet: a stored 1 ms would cancel the pinning statement itself).
+    let options: sqlx::postgres::PgConnectOptions = db.app_url().parse().unwrap();
+    let mut login =
+        sqlx::PgConnection::connect_with(&options.options([("statement_timeout", "120000ms")])).await.unwrap();
     let settings = "SELECT current_setting('statement_timeout'), current_setting('synchronous_commit'), \
                     current_setting('transaction_isolation')";
-    let stored: (String, String, String) = sqlx::query_as(settings).fetch_one(&mut login).await.unwrap();
-    assert_eq!(stored, ("1ms".into(), "off".into(), "serializable".into()));
-    // ...and every transaction of the service pins its own, as TenantTx and PlatformTx begin them.
     sqlx::raw_sql(
         "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE; SELECT public.carevault_pin_transaction('120000ms')",
     )
@@ -622,6 +623,10 @@ async fn a_hostile_default_of_a_login_role_fails_and_does_not_stop_the_service()
     .unwrap();
     let pinned: (String, String, String) = sqlx::query_as(settings).fetch_one(&mut login).await.unwrap();
     assert_eq!(pinned, ("2min".into(), "on".into(), "read committed".into()));
+    // Without the pinning, the session would have had the stored values.
+    sqlx::raw_sql("ROLLBACK").execute(&mut login).await.unwrap();
+    let stored: (String, String, String) = sqlx::query_as(settings).fetch_one(&mut login).await.unwrap();
+    assert_eq!((stored.1.as_str(), stored.2.as_str()), ("off", "serializable"), "{stored:?}");
     // A write and a read through the data layer work.
     let pool = db.app_pool(1);
     let mut tx = TenantTx::begin(&pool, carevault_db::TenantId::SYSTEM, AuditContext::default()).await.unwrap();
@@ -635,4 +640,31 @@ async fn a_hostile_default_of_a_login_role_fails_and_does_not_stop_the_service()
     assert_eq!((flagged[0].name, flagged[0].status), ("role_settings", Status::Fail));
     assert!(flagged[0].message.contains("carevault_api: statement_timeout=1ms"), "{}", flagged[0].message);
     assert!(flagged[0].message.contains("carevault_api: synchronous_commit=off"), "{}", flagged[0].message);
+}
+
+#[tokio::test]
+async fn a_default_stored_for_a_pool_login_of_another_name_fails() {
+    // A deployment whose APP_DATABASE_URL logs in as a role not named carevault_* (here the
+    // superuser, its default scoped to this test's database: roles are cluster-wide).
+    let db = TestDb::new().await;
+    let owner = db.owner_pool().await;
+    let login = carevault_pg::SUPERUSER;
+    let name = db.name().to_string();
+    let set = format!("ALTER ROLE {login} IN DATABASE \"{name}\" SET work_mem = '64kB'");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&owner).await.unwrap();
+    let context = DoctorContext { app_login: Some(login.to_string()), ..ctx() };
+    let checks = doctor::run(&owner, &context).await.unwrap();
+    let reset = format!("ALTER ROLE {login} IN DATABASE \"{name}\" RESET ALL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(reset)).execute(&owner).await.unwrap();
+    let settings = checks.iter().find(|c| c.name == "role_settings").unwrap();
+    assert_eq!(settings.status, Status::Fail, "{settings:?}");
+    assert!(settings.message.contains(&format!("{login}: work_mem=64kB")), "{settings:?}");
+    // The same database without the pool naming that login: not ours to judge.
+    let set = format!("ALTER ROLE {login} IN DATABASE \"{name}\" SET work_mem = '64kB'");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&owner).await.unwrap();
+    let checks = doctor::run(&owner, &ctx()).await.unwrap();
+    let reset = format!("ALTER ROLE {login} IN DATABASE \"{name}\" RESET ALL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(reset)).execute(&owner).await.unwrap();
+    let settings = checks.iter().find(|c| c.name == "role_settings").unwrap();
+    assert_eq!(settings.status, Status::Pass, "{settings:?}");
 }
