@@ -139,7 +139,7 @@ pub struct Authed<R> {
 }
 
 impl<R> Authed<R> {
-    /// Opens a transaction of the caller's tenant acting as the caller (`app.current_user_id` and
+    /// Opens a transaction of the caller's tenant acting as the caller (the user of the proof and
     /// the `user_id` of its audit rows), in one round trip after `BEGIN`. Call it when the
     /// database is needed, and commit what it returns: dropping it rolls back, audit rows
     /// included.

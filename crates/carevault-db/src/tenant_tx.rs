@@ -217,9 +217,7 @@ impl TenantTx {
         insert_audit_row(self.statements, &mut self.tx, self.tenant_id, &self.context, action, resource_id, metadata)
             .await
     }
-}
 
-impl TenantTx {
     /// Runs `sql`, a read of at most one row that writes its own audit row in the same statement
     /// (one round trip, not two): `WITH d AS (<the read: $1 the tenant, $2 the key>), ` then
     /// [`audit_cte!`], then `SELECT * FROM d`. The audit row is `action` on the row found, with

@@ -169,7 +169,7 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("connecting to test database {} as the owner: {e}", self.name))
     }
 
-    /// The tenant path's pool through `carevault_api`, as the server builds it (leak guard
+    /// The tenant path's pool through `carevault_api`, as the server builds it (slots, the test key
     /// included), with `max_connections` connections and otherwise [`PoolConfig::default`].
     pub fn app_pool(&self, max_connections: u32) -> AppPool {
         let config = PoolConfig { max_connections, ..PoolConfig::default() };

@@ -358,8 +358,9 @@ pub async fn connection_is_clean(conn: &mut PgConnection, login: &str) -> Result
 /// that role), so a session holding the login's credentials cannot make every later connection
 /// read-only, resolve names elsewhere, start with a switched role or a tenant already set (found by
 /// the attack catalogue, `attacks.rs`, "persistence"), nor keep a transaction open and idle for
-/// long. Other timeouts are left to the operator's role settings (docs/POSTGRESQL_TUNING.md);
-/// `carevault doctor` lists every role setting it finds.
+/// long. The statement timeout is sent with them (it is the pool's, [`PoolConfig::statement_timeout`]),
+/// and every transaction pins it again with other settings (`carevault_pin_transaction`);
+/// `carevault doctor` FAILs on any default stored for a carevault role.
 pub const PINNED_SETTINGS: [(&str, &str); 7] = [
     ("role", "none"),
     ("idle_in_transaction_session_timeout", crate::manifest::IDLE_IN_TRANSACTION_TIMEOUT),
