@@ -114,11 +114,17 @@ impl Lease {
         // binding forgotten by `close_connection`, which could not get hold of it) gets a new one.
         let binding = match self.recorded() {
             Some(binding) => binding,
-            None => {
-                let binding = Binding::establish_connection(&mut connection).await?;
-                *slot.binding.lock().unwrap_or_else(PoisonError::into_inner) = Some(binding.clone());
-                binding
-            }
+            None => match Binding::establish_connection(&mut connection).await {
+                Ok(binding) => {
+                    *slot.binding.lock().unwrap_or_else(PoisonError::into_inner) = Some(binding.clone());
+                    binding
+                }
+                Err(error) => {
+                    // Left in a failed transaction, say: close it, so that the next use starts over.
+                    let _ = connection.close().await;
+                    return Err(error);
+                }
+            },
         };
         drop(connection);
         Ok(binding)
