@@ -22,7 +22,7 @@ use crate::{DbError, TenantId, UserId};
 
 /// How long a proof is accepted: a transaction must *start* before it expires (a long one is not
 /// cut short). It also bounds the clock difference between the service and the database that
-/// goes unnoticed; beyond it, every tenant transaction sees nothing and the readiness check fails.
+/// goes unnoticed; beyond it, every tenant transaction is refused (`CV001`) and the readiness check fails.
 pub const PROOF_LIFETIME: Duration = Duration::from_secs(60);
 
 /// SHA-256's block size: HMAC pads the key to it.
@@ -101,9 +101,7 @@ impl TenantContextKey {
 
     /// A new random key named `kid`, from the operating system's generator.
     pub fn generate(kid: KeyId) -> Result<TenantContextKey, DbError> {
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| DbError::Randomness(e.to_string()))?;
-        Ok(TenantContextKey { kid, secret })
+        Ok(TenantContextKey { kid, secret: random()? })
     }
 
     /// The key in the form [`TenantContextKey::parse`] reads, for writing it to a file.
@@ -171,9 +169,7 @@ impl Binding {
     /// Binds `conn` (outside a transaction) to a new random nonce, for the rest of the session,
     /// and returns the binding; one round trip.
     pub async fn establish_connection(conn: &mut PgConnection) -> Result<Binding, DbError> {
-        let mut random = [0u8; 16];
-        getrandom::fill(&mut random).map_err(|e| DbError::Randomness(e.to_string()))?;
-        let nonce = hex(&random);
+        let nonce = hex(&random::<16>()?);
         let pid: i32 = sqlx::query_scalar(
             "SELECT pg_catalog.pg_backend_pid() FROM pg_catalog.set_config('app.connection_nonce', $1, false)",
         )
@@ -227,9 +223,7 @@ pub const OWNER_KEY_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// A new random key named `owner-<12 hex>`, added to the database for [`OWNER_KEY_LIFETIME`] by
 /// the owner's `pool`.
 pub(crate) async fn owner_key(pool: &sqlx::PgPool) -> Result<TenantContextKey, DbError> {
-    let mut random = [0u8; 6];
-    getrandom::fill(&mut random).map_err(|e| DbError::Randomness(e.to_string()))?;
-    let key = TenantContextKey::generate(KeyId(format!("owner-{}", hex(&random))))?;
+    let key = TenantContextKey::generate(KeyId(format!("owner-{}", hex(&random::<6>()?))))?;
     let mut conn = pool.acquire().await?;
     install(&mut conn, &key, Some(OWNER_KEY_LIFETIME)).await?;
     Ok(key)
@@ -325,6 +319,13 @@ pub async fn list(connection: &mut PgConnection) -> Result<Vec<InstalledKey>, Db
     .persistent(false)
     .fetch_all(connection)
     .await?)
+}
+
+/// `N` bytes from the operating system's generator.
+fn random<const N: usize>() -> Result<[u8; N], DbError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| DbError::Randomness(e.to_string()))?;
+    Ok(bytes)
 }
 
 fn hex(bytes: &[u8]) -> String {

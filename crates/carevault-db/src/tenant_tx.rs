@@ -83,19 +83,7 @@ impl TenantTx {
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id))]
     pub async fn begin(pool: &AppPool, tenant_id: TenantId, context: AuditContext) -> Result<TenantTx, DbError> {
         match TenantTx::begin_once(pool, tenant_id, context.clone()).await {
-            // Once more, on another (or a new) connection, since nothing was read or written yet:
-            // the first message found the connection closed by the server (the pool does not ping
-            // before use), or the slot's connection was replaced after its binding was read (the
-            // proof named the old one), or the session was left in a state the message cannot
-            // start from (a role switched, or a statement timeout set, at session level); the
-            // failed connection is closed. Not when no connection could be opened at all: waiting
-            // as long again would only delay the 503.
-            Err(DbError::Unavailable(error)) if matches!(error, sqlx::Error::PoolTimedOut) => {
-                Err(DbError::Unavailable(error))
-            }
-            Err(DbError::Unavailable(_) | DbError::ContextRefused(_) | DbError::Database(_)) => {
-                TenantTx::begin_once(pool, tenant_id, context).await
-            }
+            Err(error) if worth_another_try(&error) => TenantTx::begin_once(pool, tenant_id, context).await,
             other => other,
         }
     }
@@ -246,6 +234,21 @@ impl TenantTx {
             .bind(metadata)
             .fetch_optional(&mut *self.tx)
             .await?)
+    }
+}
+
+/// Whether a failed [`TenantTx::begin`] is tried once more, on another (or a new) connection:
+/// nothing was read or written yet. Yes when the first message found the connection closed by the
+/// server (the pool does not ping before use), or the slot's connection replaced after its binding
+/// was read (the proof named the old one), or the session in a state the message cannot start from
+/// (a role switched, or a statement timeout set, at session level); the failed connection is
+/// closed. Not when no connection could be opened at all: waiting as long again would only delay
+/// the 503.
+fn worth_another_try(error: &DbError) -> bool {
+    match error {
+        DbError::Unavailable(sqlx::Error::PoolTimedOut) => false,
+        DbError::Unavailable(_) | DbError::ContextRefused(_) | DbError::Database(_) => true,
+        _ => false,
     }
 }
 

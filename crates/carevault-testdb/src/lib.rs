@@ -314,7 +314,7 @@ async fn build_template(shared: &Shared, admin: &mut PgConnection) {
 }
 
 /// Adds [`CONTEXT_KEY`] to the database of the owner's `pool` (migrated to head).
-pub async fn install_context_key(pool: &PgPool) {
+async fn install_context_key(pool: &PgPool) {
     let mut conn = pool.acquire().await.expect("a connection to install the test key");
     tenant_context::install(&mut conn, &context_key(), None).await.expect("installing the test key");
 }

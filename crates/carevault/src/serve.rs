@@ -142,8 +142,8 @@ async fn serve_with_pools(
             migrate::head_version()
         ),
         Ok(schema) if !schema.context_verified => tracing::error!(
-            "the database does not accept this server's TENANT_CONTEXT_KEY: every tenant request would see nothing, \
-             and /health/ready stays 503. Add the key with `carevault context-key add` (DATABASE_URL of the owner, \
+            "the database does not accept this server's TENANT_CONTEXT_KEY: every tenant request is refused (503 \
+             SYS_001), and /health/ready stays 503. Add the key with `carevault context-key add` (DATABASE_URL of the owner, \
              the same TENANT_CONTEXT_KEY), and check that this host's clock and the database's agree"
         ),
         Ok(_) => {}

@@ -169,10 +169,14 @@ impl AppPool {
     /// database holds ([`tenant_context::install`]), or every tenant transaction is refused
     /// ([`DbError::ContextRefused`]; [`AppPool::schema_state`] tells).
     pub fn connect_lazy(url: &str, config: PoolConfig, key: TenantContextKey) -> Result<AppPool, DbError> {
+        AppPool::connect_lazy_with(url, config, Arc::new(key))
+    }
+
+    fn connect_lazy_with(url: &str, config: PoolConfig, key: Arc<TenantContextKey>) -> Result<AppPool, DbError> {
         Ok(AppPool {
             connections: app_connections(url, config)?,
             statements: Statements { named: config.statement_cache },
-            key: Arc::new(key),
+            key,
             statement_timeout: milliseconds(config.statement_timeout),
         })
     }
@@ -203,12 +207,7 @@ impl AppPool {
     /// This pool on another URL (the least-privileged login of an owner-run command), with the
     /// key of `self`.
     pub fn with_url(&self, url: &str, config: PoolConfig) -> Result<AppPool, DbError> {
-        Ok(AppPool {
-            connections: app_connections(url, config)?,
-            statements: Statements { named: config.statement_cache },
-            key: self.key.clone(),
-            statement_timeout: milliseconds(config.statement_timeout),
-        })
+        AppPool::connect_lazy_with(url, config, self.key.clone())
     }
 
     /// Closes every connection.
@@ -238,31 +237,40 @@ impl AppPool {
     /// What the readiness check needs to know of the schema, read as `carevault_app` (the login
     /// role itself may read nothing): the applied migration version, pgvector's version, and
     /// whether the database accepts this pool's proofs (a tenant transaction of the System
-    /// tenant opens).
+    /// tenant opens; the versions are read in it).
     pub async fn schema_state(&self) -> Result<SchemaState, DbError> {
-        let context_verified =
-            match crate::TenantTx::begin(self, TenantId::SYSTEM, crate::AuditContext::default()).await {
-                Ok(tx) => {
-                    tx.rollback().await?;
-                    true
-                }
-                // Refused, or no `carevault_enter_tenant` yet (42883: a schema before migration 18).
-                Err(DbError::ContextRefused(_)) => false,
-                Err(error) if error.sqlstate().as_deref() == Some("42883") => false,
-                Err(error) => return Err(error),
-            };
+        match crate::TenantTx::begin(self, TenantId::SYSTEM, crate::AuditContext::default()).await {
+            Ok(mut tx) => {
+                let versions = self.schema_versions(tx.conn()).await?;
+                tx.rollback().await?;
+                Ok(SchemaState::from_versions(versions, true))
+            }
+            // Refused, or no `carevault_enter_tenant` yet (42883: a schema before migration 18):
+            // the versions, read after switching to the runtime role without a context.
+            Err(DbError::ContextRefused(_)) => self.schema_state_unverified().await,
+            Err(error) if error.sqlstate().as_deref() == Some("42883") => self.schema_state_unverified().await,
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn schema_state_unverified(&self) -> Result<SchemaState, DbError> {
         let (mut tx, _lease) = self.begin_plain().await?;
         self.statements.query("SELECT set_config('role', 'carevault_app', true)").execute(&mut *tx).await?;
-        let (migration_version, pgvector_version): (Option<i64>, Option<String>) = self
+        let versions = self.schema_versions(&mut tx).await?;
+        tx.rollback().await?;
+        Ok(SchemaState::from_versions(versions, false))
+    }
+
+    /// The applied migration version and pgvector's version.
+    async fn schema_versions(&self, conn: &mut PgConnection) -> Result<(Option<i64>, Option<String>), DbError> {
+        Ok(self
             .statements
             .query_as(
                 "SELECT (SELECT max(version) FROM _sqlx_migrations WHERE success), \
                     (SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'vector')",
             )
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.rollback().await?;
-        Ok(SchemaState { migration_version: migration_version.unwrap_or(0), pgvector_version, context_verified })
+            .fetch_one(conn)
+            .await?)
     }
 }
 
@@ -278,6 +286,15 @@ pub struct SchemaState {
     /// differ by more than [`tenant_context::PROOF_LIFETIME`], or the schema is older than
     /// migration 18.
     pub context_verified: bool,
+}
+
+impl SchemaState {
+    fn from_versions(
+        (migration_version, pgvector_version): (Option<i64>, Option<String>),
+        context_verified: bool,
+    ) -> Self {
+        SchemaState { migration_version: migration_version.unwrap_or(0), pgvector_version, context_verified }
+    }
 }
 
 impl PlatformPool {

@@ -27,6 +27,15 @@ async fn documents_of(conn: &mut PgConnection, tenant: TenantId) -> String {
     }
 }
 
+/// Switches the open transaction on `conn` to `carevault_app` with `proof` as its tenant context.
+async fn enter_transaction(conn: &mut PgConnection, proof: &str) {
+    sqlx::query("SELECT set_config('role', 'carevault_app', true), set_config('app.tenant_context', $1, true)")
+        .bind(proof)
+        .execute(conn)
+        .await
+        .unwrap();
+}
+
 /// Sets the session's tenant context to `proof` (as a parameter).
 async fn set_context(conn: &mut PgConnection, proof: &str) {
     sqlx::query("SELECT set_config('app.tenant_context', $1, false)").bind(proof).execute(&mut *conn).await.unwrap();
@@ -95,19 +104,11 @@ pub(crate) async fn attempts(c: &mut Catalogue) {
         let mut tx = conn.begin().await.unwrap();
         let binding = Binding::read_transaction(&mut tx).await.unwrap();
         let proof = key.prove(b, None, &binding, expiry_from_now());
-        sqlx::query("SELECT set_config('role', 'carevault_app', true), set_config('app.tenant_context', $1, true)")
-            .bind(&proof)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        enter_transaction(&mut tx, &proof).await;
         let first = documents_of(&mut tx, b).await;
         tx.commit().await.unwrap();
         let mut tx = conn.begin().await.unwrap();
-        sqlx::query("SELECT set_config('role', 'carevault_app', true), set_config('app.tenant_context', $1, true)")
-            .bind(&proof)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        enter_transaction(&mut tx, &proof).await;
         let later = documents_of(&mut tx, b).await;
         drop(tx);
         c.record(
