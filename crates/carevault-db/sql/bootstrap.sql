@@ -16,7 +16,7 @@ DO $$
 DECLARE
     name text;
 BEGIN
-    FOREACH name IN ARRAY ARRAY['carevault_app', 'carevault_platform'] LOOP
+    FOREACH name IN ARRAY ARRAY['carevault_app', 'carevault_platform', 'carevault_sealer'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = name) THEN
             EXECUTE format('CREATE ROLE %I NOLOGIN', name);
         END IF;
@@ -36,6 +36,9 @@ $$;
 -- its privileges (INHERIT FALSE): outside a transaction that switched role they can do nothing.
 GRANT carevault_app TO carevault_api WITH INHERIT FALSE, SET TRUE;
 GRANT carevault_platform TO carevault_ops WITH INHERIT FALSE, SET TRUE;
+-- The sealer of the audit chain runs on the platform login's connections, as its own role that
+-- can append chain data and nothing else (docs/ARCHITECTURE.md, "The audit chain").
+GRANT carevault_sealer TO carevault_ops WITH INHERIT FALSE, SET TRUE;
 
 -- No session of the two logins keeps a transaction open and idle for more than 10 s (its locks
 -- and its snapshot would hold up everyone else; requests read their body before they open one). The pools also send it at connect time;
@@ -53,9 +56,10 @@ BEGIN
         SELECT 1 FROM pg_catalog.pg_auth_members a
         JOIN pg_catalog.pg_roles m ON m.oid = a.member
         JOIN pg_catalog.pg_roles r ON r.oid = a.roleid
-        WHERE m.rolname IN ('carevault_app', 'carevault_platform', 'carevault_api', 'carevault_ops')
+        WHERE m.rolname IN ('carevault_app', 'carevault_platform', 'carevault_sealer', 'carevault_api', 'carevault_ops')
           AND (a.admin_option
-               OR (m.rolname, r.rolname) NOT IN (('carevault_api', 'carevault_app'), ('carevault_ops', 'carevault_platform')))
+               OR (m.rolname, r.rolname) NOT IN (('carevault_api', 'carevault_app'), ('carevault_ops', 'carevault_platform'),
+                                                 ('carevault_ops', 'carevault_sealer')))
     ) THEN
         RAISE EXCEPTION 'a carevault role has a membership it must not have'
             USING HINT = 'SELECT * FROM pg_auth_members shows it; revoke it, then run the bootstrap again';

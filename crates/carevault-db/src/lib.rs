@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audit_chain;
 pub mod cluster;
 pub mod doctor;
 mod domain;

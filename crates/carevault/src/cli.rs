@@ -33,6 +33,8 @@ pub enum Command {
     Documents(DocumentsArgs),
     /// Maintain the per-tenant vector search indexes.
     Search(SearchArgs),
+    /// Seal and verify the audit chain (docs/AUDIT_FORMAT.md).
+    Audit(AuditArgs),
     /// Mint development tokens.
     Token(TokenArgs),
     /// Add, list or retire the keys of the tenant context (docs/THREAT_MODEL.md, "A tenant
@@ -240,6 +242,36 @@ pub enum SearchCommand {
     /// `carevault serve` runs the same pass every SEARCH_INDEX_INTERVAL_SECONDS when it has the
     /// owner's URL; run this on a schedule when it does not.
     Reconcile,
+}
+
+/// `carevault audit ...`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The audit command.
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+/// The audit chain commands, through the platform login (`carevault_ops` switching to
+/// `carevault_sealer`).
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Append every committed audit row that is not chained yet to its tenant's hash chain, and
+    /// print how many. `carevault serve` does the same every AUDIT_SEAL_INTERVAL_SECONDS; one
+    /// sealer runs at a time (this one waits up to a minute for another).
+    Seal,
+    /// Check the live chain of every tenant (or one): each row against its entry, each entry
+    /// against its predecessor, and no row left out behind the sealer. One line per tenant; exit
+    /// status 1 when any chain is broken, naming the first bad sequence number and the kind of
+    /// break (altered row, missing row, inserted row, reordered rows).
+    Verify {
+        /// Only this tenant (its id).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print a JSON array of verdicts (tenant_id, chained, head, unsealed, breaks).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `carevault token ...`.

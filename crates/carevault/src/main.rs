@@ -3,6 +3,7 @@
 //! Results go to stdout, diagnostics (logs, errors) to stderr, so that output can be piped.
 
 mod admin;
+mod audit_cmd;
 mod cli;
 mod config;
 mod context_key_cmd;
@@ -67,6 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => match args.command {
             cli::SearchCommand::Reconcile => search_cmd::reconcile(cli.database_url).await,
         },
+        Command::Audit(args) => audit_cmd::run(args.command, cli.database_url).await,
         Command::Token(args) => token_cmd::run(args.command, cli.database_url.as_deref()),
         Command::ContextKey(args) => context_key_cmd::run(args.command, cli.database_url).await,
         Command::Doctor(args) => doctor_cmd::run(args.json, cli.database_url).await,

@@ -15,7 +15,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::{self, DatabaseConfig, ServeConfig};
 use crate::redact::redact;
-use crate::{database, demo, dev_secret, embedded, search_cmd};
+use crate::{audit_cmd, database, demo, dev_secret, embedded, search_cmd};
 
 /// Extra time, beyond the request timeout, that in-flight requests get to finish on shutdown.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -99,7 +99,11 @@ async fn serve(mut config: ServeConfig, signals: Signals, cluster_slot: &mut Opt
         }
         (None, _) => None,
     };
+    let sealer = config.audit_seal_interval.map(|interval| audit_cmd::spawn_sealer(platform_pool.clone(), interval));
     let result = serve_with_pools(&config, signals, &app_pool, &platform_pool, embedded_data_dir).await;
+    if let Some(task) = sealer {
+        task.abort();
+    }
     if let Some(task) = maintenance {
         // Ends the task. A build in progress goes on in its server session until done (or until
         // the embedded cluster stops, which leaves an invalid index for the next pass).

@@ -31,8 +31,15 @@ pub struct AuditEntryResponse {
     /// Request id, counts, ids, field names.
     #[schema(value_type = Object)]
     pub metadata: Value,
-    /// When.
+    /// When: the database's clock at insertion.
     pub created_at: DateTime<Utc>,
+    /// Whether the row is in the tenant's hash chain yet: rows are chained by the sealer within
+    /// seconds of their commit (docs/AUDIT_FORMAT.md).
+    pub sealed: bool,
+    /// Its place in the tenant's chain (`null` until sealed).
+    pub seq: Option<i64>,
+    /// Its chain hash, 64 hex digits (`null` until sealed).
+    pub hash: Option<String>,
 }
 
 impl From<AuditEntry> for AuditEntryResponse {
@@ -47,6 +54,9 @@ impl From<AuditEntry> for AuditEntryResponse {
             user_agent: e.user_agent,
             metadata: e.metadata,
             created_at: e.created_at,
+            sealed: e.seq.is_some(),
+            seq: e.seq,
+            hash: e.hash,
         }
     }
 }

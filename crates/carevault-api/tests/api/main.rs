@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod attacks;
+mod audit_chain;
 mod audit_filters;
 mod bad_input;
 mod caller_cache;

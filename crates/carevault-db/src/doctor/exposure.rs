@@ -131,7 +131,7 @@ pub(super) async fn security_definer_facts(pool: &PgPool) -> Result<Vec<Security
         "SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname) \
                     || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')', \
                 ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r \
-                      WHERE r.rolname IN ('carevault_app', 'carevault_platform', 'carevault_api', 'carevault_ops') \
+                      WHERE r.rolname = ANY($1) \
                         AND has_function_privilege(r.oid, p.oid, 'EXECUTE') ORDER BY 1) \
          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
          WHERE p.prosecdef AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' \
@@ -139,6 +139,7 @@ pub(super) async fn security_definer_facts(pool: &PgPool) -> Result<Vec<Security
                            AND d.objid = p.oid AND d.deptype = 'e') \
          ORDER BY 1",
     )
+    .bind(crate::manifest::role_names())
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(|(function, executable_by)| SecurityDefinerFacts { function, executable_by }).collect())

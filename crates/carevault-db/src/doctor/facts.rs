@@ -2,6 +2,7 @@
 
 use sqlx::PgPool;
 
+use super::audit_chain::sealer_facts;
 use super::exposure::{RuleFacts, SecurityDefinerFacts, ViewFacts, rule_facts, security_definer_facts, view_facts};
 use super::policies::{TenantTableFacts, deparsed_manifest_policies, tenant_table_facts};
 use super::privileges::{PrivilegeFacts, privilege_facts};
@@ -40,9 +41,11 @@ pub struct Facts {
     pub functions: Result<Vec<FunctionFacts>, Unreadable>,
     /// The vector search structures.
     pub search: Result<SearchFacts, Unreadable>,
-    /// The four roles.
+    /// How far the audit chain's sealer is behind.
+    pub sealer: Result<crate::audit_chain::SealerLag, Unreadable>,
+    /// Our roles.
     pub roles: Result<Vec<RoleFacts>, Unreadable>,
-    /// What the four roles may do in this database.
+    /// What our roles may do in this database.
     pub privileges: Result<PrivilegeFacts, Unreadable>,
     /// The pools' logins.
     pub logins: Result<LoginRolesFacts, Unreadable>,
@@ -76,6 +79,7 @@ impl Facts {
             triggers: kept(trigger_facts(pool, manifest).await),
             functions: kept(function_facts(pool, manifest).await),
             search: kept(search_facts(pool).await),
+            sealer: kept(sealer_facts(pool).await),
             roles: kept(role_facts(pool).await),
             privileges: kept(privilege_facts(pool, server.version_num).await),
             logins: kept(login_facts(pool, ctx, &current_user).await),

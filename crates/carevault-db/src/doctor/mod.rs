@@ -13,6 +13,7 @@
 //! SECURITY a non-superuser owner sees no tenant row, so the System tenant is read as
 //! `carevault_platform` when the login may switch to it, and reported as unreadable otherwise.
 
+mod audit_chain;
 mod exposure;
 mod facts;
 mod policies;
@@ -23,6 +24,7 @@ mod server;
 mod tls;
 mod triggers;
 
+pub use audit_chain::{MAX_UNSEALED_SECONDS, evaluate_audit_sealer};
 pub use exposure::{RuleFacts, SecurityDefinerFacts, ViewFacts, evaluate_security_definer, evaluate_views};
 pub use facts::Facts;
 pub use policies::{
@@ -136,7 +138,7 @@ fn got<T>(facts: &Result<T, Unreadable>) -> Result<&T, Unreadable> {
 }
 
 /// Every check, in the order [`run`] reports them.
-pub const CHECKS: [CheckDefinition; 19] = [
+pub const CHECKS: [CheckDefinition; 20] = [
     CheckDefinition { name: "server_version", evaluate: |f, _, _| Ok(evaluate_server_version(&f.server)) },
     CheckDefinition { name: "pgvector_version", evaluate: |f, _, _| Ok(evaluate_pgvector(got(&f.pgvector)?)) },
     CheckDefinition { name: "migrations", evaluate: |f, _, _| Ok(evaluate_migrations(got(&f.migrations)?)) },
@@ -160,6 +162,7 @@ pub const CHECKS: [CheckDefinition; 19] = [
     },
     CheckDefinition { name: "row_triggers", evaluate: |f, _, m| Ok(evaluate_row_triggers(got(&f.triggers)?, m)) },
     CheckDefinition { name: "functions", evaluate: |f, _, m| Ok(evaluate_functions(got(&f.functions)?, m)) },
+    CheckDefinition { name: "audit_sealer", evaluate: |f, _, _| Ok(evaluate_audit_sealer(got(&f.sealer)?)) },
     CheckDefinition {
         name: "search_indexes",
         evaluate: |f, _, _| Ok(evaluate_search_indexes(got(&f.search)?, crate::search_index::IndexPolicy::DEFAULT)),

@@ -1,4 +1,4 @@
-//! What the four roles may do in this database, compared with the manifest's grants.
+//! What our roles may do in this database, compared with the manifest's grants.
 
 use sqlx::PgPool;
 
@@ -32,8 +32,6 @@ pub struct PrivilegeFacts {
     pub database: String,
 }
 
-const ROLES: &str = "('carevault_app', 'carevault_platform', 'carevault_api', 'carevault_ops')";
-
 pub(super) async fn privilege_facts(pool: &PgPool, version_num: i32) -> Result<PrivilegeFacts, DbError> {
     // MAINTAIN (VACUUM, REINDEX, LOCK, ...) exists from PostgreSQL 17; naming it before errs.
     let privileges = Privilege::ALL
@@ -53,10 +51,11 @@ pub(super) async fn privilege_facts(pool: &PgPool, version_num: i32) -> Result<P
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          CROSS JOIN pg_catalog.pg_roles r CROSS JOIN unnest(ARRAY[{privileges}]) AS p \
          WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' \
-           AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND r.rolname IN {ROLES} \
+           AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND r.rolname = ANY($1) \
            AND (has_table_privilege(r.oid, c.oid, p) \
                 OR (p IN ('SELECT', 'INSERT', 'UPDATE', 'REFERENCES') AND has_any_column_privilege(r.oid, c.oid, p)))"
     )))
+    .bind(crate::manifest::role_names())
     .fetch_all(pool)
     .await?;
     let mut held: Vec<HeldPrivilege> = rows
@@ -71,17 +70,19 @@ pub(super) async fn privilege_facts(pool: &PgPool, version_num: i32) -> Result<P
         })
         .collect();
     held.sort();
-    let schema_create: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let schema_create: Vec<(String, String)> = sqlx::query_as(
         "SELECT r.rolname::text, quote_ident(n.nspname) FROM pg_catalog.pg_namespace n CROSS JOIN pg_catalog.pg_roles r \
-         WHERE r.rolname IN {ROLES} AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' \
-           AND has_schema_privilege(r.oid, n.oid, 'CREATE') ORDER BY 1, 2"
-    )))
+         WHERE r.rolname = ANY($1) AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' \
+           AND has_schema_privilege(r.oid, n.oid, 'CREATE') ORDER BY 1, 2",
+    )
+    .bind(crate::manifest::role_names())
     .fetch_all(pool)
     .await?;
-    let database_create: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+    let database_create: Vec<String> = sqlx::query_scalar(
         "SELECT r.rolname::text FROM pg_catalog.pg_roles r \
-         WHERE r.rolname IN {ROLES} AND has_database_privilege(r.oid, current_database(), 'CREATE') ORDER BY 1"
-    )))
+         WHERE r.rolname = ANY($1) AND has_database_privilege(r.oid, current_database(), 'CREATE') ORDER BY 1",
+    )
+    .bind(crate::manifest::role_names())
     .fetch_all(pool)
     .await?;
     let database: String = sqlx::query_scalar("SELECT quote_ident(current_database())").fetch_one(pool).await?;

@@ -1,4 +1,4 @@
-//! The four roles, the pools' logins and the defaults stored for the roles.
+//! The roles, the pools' logins and the defaults stored for the roles.
 
 use sqlx::{PgPool, Row};
 
@@ -9,7 +9,7 @@ use crate::manifest::{API_LOGIN, APP_ROLE, Manifest, OPS_LOGIN, PLATFORM_ROLE};
 /// Attributes of one carevault role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleFacts {
-    /// `carevault_app`, `carevault_platform`, `carevault_api` or `carevault_ops`.
+    /// A name of [`crate::manifest::ROLES`].
     pub name: String,
     /// SUPERUSER.
     pub superuser: bool,
@@ -56,9 +56,10 @@ pub(super) async fn role_facts(pool: &PgPool) -> Result<Vec<RoleFacts>, DbError>
                 ARRAY(SELECT quote_ident(g.rolname) FROM pg_catalog.pg_auth_members m \
                       JOIN pg_catalog.pg_roles g ON g.oid = m.member WHERE m.roleid = r.oid ORDER BY 1) AS members \
          FROM pg_catalog.pg_roles r \
-         WHERE r.rolname IN ('carevault_app', 'carevault_platform', 'carevault_api', 'carevault_ops') \
+         WHERE r.rolname = ANY($1) \
          ORDER BY 1",
     )
+    .bind(crate::manifest::role_names())
     .fetch_all(pool)
     .await?;
     Ok(rows
@@ -125,21 +126,21 @@ pub fn evaluate_runtime_roles(roles: &[RoleFacts], owner: &str, manifest: &Manif
             problems.push(format!("{name} owns {}", role.owns.join(", ")));
             fixes.push(format!("REASSIGN OWNED BY {name} TO {owner};  -- in each database where it owns something"));
         }
-        let extra: Vec<&String> = role.member_of.iter().filter(|m| Some(m.as_str()) != runtime).collect();
+        let extra: Vec<&String> = role.member_of.iter().filter(|m| !runtime.contains(&m.as_str())).collect();
         if !extra.is_empty() {
             let list: Vec<&str> = extra.iter().map(|m| m.as_str()).collect();
             problems.push(format!("{name} is a member of {}", list.join(", ")));
             fixes.push(format!("REVOKE {} FROM {name};", list.join(", ")));
         }
         // Whoever is a member of a runtime role can switch to it: only its login role may be.
-        let logins: Vec<&str> = manifest.roles.iter().filter(|r| r.member_of == Some(name)).map(|r| r.name).collect();
+        let logins: Vec<&str> = manifest.roles.iter().filter(|r| r.member_of.contains(&name)).map(|r| r.name).collect();
         for member in role.members.iter().filter(|m| !logins.contains(&m.as_str())) {
             problems.push(format!("{name} has member {member}"));
             fixes.push(format!("REVOKE {name} FROM {member};"));
         }
     }
     verdict(NAME, problems, fixes, || {
-        "carevault_app and carevault_platform: not superuser, not BYPASSRLS, own nothing".into()
+        "carevault_app, carevault_platform and carevault_sealer: not superuser, not BYPASSRLS, own nothing".into()
     })
 }
 

@@ -162,7 +162,7 @@ pub struct FunctionFacts {
     pub security_definer: bool,
     /// `pg_proc.proconfig`, sorted.
     pub config: Vec<String>,
-    /// Which of our four roles may execute it.
+    /// Which of our roles may execute it.
     pub executable_by: Vec<String>,
     /// SHA-256 (hex) of its body (see [`Function::fingerprint`]).
     pub fingerprint: String,
@@ -175,7 +175,7 @@ pub(super) async fn function_facts(pool: &PgPool, manifest: &Manifest) -> Result
             "SELECT l.lanname::text AS language, p.provolatile::text AS volatility, p.prosecdef, \
                     ARRAY(SELECT c FROM unnest(coalesce(p.proconfig, '{}')) AS c ORDER BY 1) AS config, \
                     ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r \
-                          WHERE r.rolname IN ('carevault_app', 'carevault_platform', 'carevault_api', 'carevault_ops') \
+                          WHERE r.rolname = ANY($2) \
                             AND has_function_privilege(r.oid, p.oid, 'EXECUTE') ORDER BY 1) AS executable_by, \
                     encode(sha256(convert_to(coalesce(pg_catalog.pg_get_function_sqlbody(p.oid), p.prosrc), 'UTF8')), \
                            'hex') AS fingerprint \
@@ -183,6 +183,7 @@ pub(super) async fn function_facts(pool: &PgPool, manifest: &Manifest) -> Result
              WHERE p.oid = to_regprocedure($1)",
         )
         .bind(function.signature)
+        .bind(crate::manifest::role_names())
         .fetch_optional(pool)
         .await?;
         facts.push(match row {

@@ -21,17 +21,25 @@ pub use model::{Command, Function, Grant, Policy, Privilege, Role, Scope, Trigge
 pub const APP_ROLE: &str = "carevault_app";
 /// The runtime role of the platform path.
 pub const PLATFORM_ROLE: &str = "carevault_platform";
+/// The runtime role of the audit chain's sealer: it reads audit rows and appends chain entries.
+pub const SEALER_ROLE: &str = "carevault_sealer";
 /// The login role of the tenant path.
 pub const API_LOGIN: &str = "carevault_api";
-/// The login role of the platform path.
+/// The login role of the platform path and of the sealer.
 pub const OPS_LOGIN: &str = "carevault_ops";
-/// The four roles, runtime roles first.
-pub const ROLES: [Role; 4] = [
-    Role { name: APP_ROLE, login: false, member_of: None },
-    Role { name: PLATFORM_ROLE, login: false, member_of: None },
-    Role { name: API_LOGIN, login: true, member_of: Some(APP_ROLE) },
-    Role { name: OPS_LOGIN, login: true, member_of: Some(PLATFORM_ROLE) },
+/// The roles, runtime roles first.
+pub const ROLES: [Role; 5] = [
+    Role { name: APP_ROLE, login: false, member_of: &[] },
+    Role { name: PLATFORM_ROLE, login: false, member_of: &[] },
+    Role { name: SEALER_ROLE, login: false, member_of: &[] },
+    Role { name: API_LOGIN, login: true, member_of: &[APP_ROLE] },
+    Role { name: OPS_LOGIN, login: true, member_of: &[PLATFORM_ROLE, SEALER_ROLE] },
 ];
+
+/// The names of [`ROLES`], as the doctor's queries bind them.
+pub fn role_names() -> Vec<&'static str> {
+    ROLES.iter().map(|r| r.name).collect()
+}
 
 /// The current tenant, as every policy of `carevault_app` reads it: the one function
 /// `public.carevault_current_tenant()` (migration 15), in a sub-select so that PostgreSQL
@@ -70,7 +78,7 @@ pub struct Manifest {
     pub tenant_tables: Vec<TenantTable>,
     /// The roles.
     pub roles: Vec<Role>,
-    /// Every privilege the four roles hold on any relation of this database, and nothing else.
+    /// Every privilege our roles hold on any relation of this database, and nothing else.
     pub grants: Vec<Grant>,
     /// Every policy on the tenant tables, and nothing else.
     pub policies: Vec<Policy>,
@@ -123,19 +131,24 @@ fn grants(role: &'static str, relation: &str, privileges: &[Privilege]) -> impl 
     })
 }
 
-fn audit_insert(role: &'static str) -> Grant {
+/// A column-level grant; `columns` sorted as the doctor reads them.
+fn columns(role: &'static str, relation: &str, privilege: Privilege, columns: &[&str]) -> Grant {
     Grant {
         role,
-        relation: "public.audit_logs".into(),
-        privilege: Privilege::Insert,
-        scope: Scope::Columns(AUDIT_INSERT_COLUMNS.iter().map(|c| c.to_string()).collect()),
+        relation: relation.to_string(),
+        privilege,
+        scope: Scope::Columns(columns.iter().map(|c| c.to_string()).collect()),
     }
+}
+
+fn audit_insert(role: &'static str) -> Grant {
+    columns(role, "public.audit_logs", Privilege::Insert, &AUDIT_INSERT_COLUMNS)
 }
 
 /// The trigger functions pin `search_path` so that a session cannot shadow what they call.
 const PINNED: &[&str] = &["search_path=pg_catalog"];
 
-const FUNCTIONS: [Function; 8] = [
+const FUNCTIONS: [Function; 12] = [
     Function {
         signature: "public.carevault_current_tenant()",
         language: "plpgsql",
@@ -162,6 +175,33 @@ const FUNCTIONS: [Function; 8] = [
         config: &[],
         executable_by: &[API_LOGIN, OPS_LOGIN],
         fingerprint: "9a45b16b1362669a699176b7452c3cb7c0ea41ce368608fc3f01ad0101bf829a",
+    },
+    Function {
+        signature: "public.audit_chain_append()",
+        language: "plpgsql",
+        volatility: 'v',
+        security_definer: false,
+        config: PINNED,
+        executable_by: &[],
+        fingerprint: "9d440941f8fa04d476dcb49a51582b805a19f239dedee0f54280ba2f130916a8",
+    },
+    Function {
+        signature: "public.audit_log_stamp()",
+        language: "plpgsql",
+        volatility: 'v',
+        security_definer: false,
+        config: PINNED,
+        executable_by: &[],
+        fingerprint: "7616cf6cf764a262011f8260d4bb29de15360b2e493e716222b755756af30554",
+    },
+    Function {
+        signature: "public.audit_row_hash(bytea, bigint, audit_logs)",
+        language: "sql",
+        volatility: 's',
+        security_definer: false,
+        config: PINNED,
+        executable_by: &[SEALER_ROLE],
+        fingerprint: "9c53fc43ee5f73ffd86122f269f4798fc66d95aaf62d322b648c499b1ea1322d",
     },
     Function {
         signature: "public.prevent_audit_log_modification()",
@@ -200,6 +240,15 @@ const FUNCTIONS: [Function; 8] = [
         fingerprint: "93e2345328a051efb97d4460cf8b72ba9c9072517553ef53cf9cc619a44aa07f",
     },
     Function {
+        signature: "public.refuse_audit_chain_change()",
+        language: "plpgsql",
+        volatility: 'v',
+        security_definer: false,
+        config: PINNED,
+        executable_by: &[],
+        fingerprint: "b5405850fe9783f9cb0bcdd3a3f9f37ce02d96b51e4b85eb4821b76e737fe069",
+    },
+    Function {
         signature: "public.set_updated_at()",
         language: "plpgsql",
         volatility: 'v',
@@ -210,7 +259,37 @@ const FUNCTIONS: [Function; 8] = [
     },
 ];
 
-const TRIGGERS: [Trigger; 9] = [
+const TRIGGERS: [Trigger; 14] = [
+    Trigger {
+        table: "public.audit_logs",
+        name: "audit_logs_stamp",
+        tgtype: TriggerType(TriggerType::ROW | TriggerType::BEFORE | TriggerType::INSERT),
+        function: "public.audit_log_stamp",
+    },
+    Trigger {
+        table: "public.audit_chain",
+        name: "audit_chain_append",
+        tgtype: TriggerType(TriggerType::ROW | TriggerType::BEFORE | TriggerType::INSERT),
+        function: "public.audit_chain_append",
+    },
+    Trigger {
+        table: "public.audit_chain",
+        name: "audit_chain_no_update",
+        tgtype: TriggerType::BEFORE_UPDATE_ROW,
+        function: "public.refuse_audit_chain_change",
+    },
+    Trigger {
+        table: "public.audit_chain",
+        name: "audit_chain_no_delete",
+        tgtype: TriggerType(TriggerType::ROW | TriggerType::BEFORE | TriggerType::DELETE),
+        function: "public.refuse_audit_chain_change",
+    },
+    Trigger {
+        table: "public.audit_chain",
+        name: "audit_chain_no_truncate",
+        tgtype: TriggerType(TriggerType::BEFORE | TriggerType::TRUNCATE),
+        function: "public.refuse_audit_chain_change",
+    },
     Trigger {
         table: "public.audit_logs",
         name: "prevent_audit_log_update",
@@ -274,6 +353,7 @@ impl Manifest {
 
         let table = |name: &str, tenant_column| TenantTable { name: name.to_string(), tenant_column };
         let tenant_tables = vec![
+            table("public.audit_chain", "tenant_id"),
             table("public.audit_logs", "tenant_id"),
             table("public.documents", "tenant_id"),
             table("public.tenants", "id"),
@@ -286,6 +366,24 @@ impl Manifest {
             policy("public.tenants", "platform_tenant_policy", true, Command::All, PLATFORM_ROLE, "true"),
             policy("public.users", "user_isolation_policy", true, Command::All, APP_ROLE, &row),
             policy("public.documents", "document_isolation_policy", true, Command::All, APP_ROLE, &row),
+            policy("public.audit_chain", "audit_chain_isolation_policy", true, Command::All, APP_ROLE, &row),
+            policy(
+                "public.audit_chain",
+                "audit_chain_sealer_select_policy",
+                true,
+                Command::Select,
+                SEALER_ROLE,
+                "true",
+            ),
+            policy(
+                "public.audit_chain",
+                "audit_chain_sealer_insert_policy",
+                true,
+                Command::Insert,
+                SEALER_ROLE,
+                "true",
+            ),
+            policy("public.audit_logs", "audit_log_sealer_select_policy", true, Command::Select, SEALER_ROLE, "true"),
             policy("public.audit_logs", "audit_log_select_policy", true, Command::Select, APP_ROLE, &row),
             policy("public.audit_logs", "audit_log_insert_policy", true, Command::Insert, APP_ROLE, &row),
             policy(
@@ -314,6 +412,14 @@ impl Manifest {
             .chain(grants(APP_ROLE, "public.audit_logs", &[Select]))
             .chain(grants(PLATFORM_ROLE, "public.tenants", &[Select, Insert, Update]))
             .chain(grants(PLATFORM_ROLE, "public.audit_logs", &[Select]))
+            .chain(grants(APP_ROLE, "public.audit_chain", &[Select]))
+            .chain(grants(SEALER_ROLE, "public.audit_logs", &[Select]))
+            .chain(grants(SEALER_ROLE, "public.audit_chain", &[Select]))
+            .chain(grants(SEALER_ROLE, "public.audit_sealer", &[Select]))
+            .chain([
+                columns(SEALER_ROLE, "public.audit_chain", Privilege::Insert, &["audit_id", "tenant_id"]),
+                columns(SEALER_ROLE, "public.audit_sealer", Privilege::Update, &["watermark"]),
+            ])
             .collect();
         all_grants.push(audit_insert(APP_ROLE));
         all_grants.push(audit_insert(PLATFORM_ROLE));

@@ -8,13 +8,12 @@ use std::fmt;
 pub struct Role {
     /// `carevault_app`, ...
     pub name: &'static str,
-    /// LOGIN (the two login roles) or NOLOGIN (the two runtime roles). Every other attribute is
-    /// the same for all four: NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION
-    /// NOINHERIT.
+    /// LOGIN (the login roles) or NOLOGIN (the runtime roles). Every other attribute is the same
+    /// for all: NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT.
     pub login: bool,
-    /// The one role it is a member of (`WITH INHERIT FALSE, SET TRUE`): a login role's runtime
-    /// role. Runtime roles are members of nothing.
-    pub member_of: Option<&'static str>,
+    /// The roles it is a member of (`WITH INHERIT FALSE, SET TRUE`): a login role's runtime
+    /// roles. Runtime roles are members of nothing.
+    pub member_of: &'static [&'static str],
 }
 
 /// A table privilege.

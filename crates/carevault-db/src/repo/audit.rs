@@ -35,8 +35,12 @@ pub struct AuditEntry {
     pub user_agent: Option<String>,
     /// Request id, counts, ids and field names; never PHI.
     pub metadata: Value,
-    /// When.
+    /// When: the database's clock at insertion.
     pub created_at: DateTime<Utc>,
+    /// Its place in the tenant's chain; `None` until the sealer has chained it.
+    pub seq: Option<i64>,
+    /// Its chain hash (hex), when sealed (docs/AUDIT_FORMAT.md).
+    pub hash: Option<String>,
 }
 
 impl AuditEntry {
@@ -59,6 +63,8 @@ impl<'r> FromRow<'r, PgRow> for AuditEntry {
             user_agent: row.try_get("user_agent")?,
             metadata: row.try_get::<Option<Value>, _>("metadata")?.unwrap_or_else(|| json!({})),
             created_at: row.try_get("created_at")?,
+            seq: row.try_get("seq")?,
+            hash: row.try_get("hash")?,
         })
     }
 }
@@ -120,18 +126,20 @@ impl AuditLog<'_> {
             .tx
             .sql()
             .query_as(
-                "SELECT id, tenant_id, user_id, action, resource_type, resource_id, host(ip_address) AS ip_address, \
-                    user_agent, metadata, created_at \
-             FROM audit_logs \
-             WHERE tenant_id = $1 \
-               AND ($2::text IS NULL OR action = $2) \
-               AND ($3::text IS NULL OR resource_type = $3) \
-               AND ($4::uuid IS NULL OR resource_id = $4) \
-               AND ($5::uuid IS NULL OR user_id = $5) \
-               AND ($6::timestamptz IS NULL OR created_at >= $6) \
-               AND ($7::timestamptz IS NULL OR created_at < $7) \
-               AND ($8::timestamptz IS NULL OR (created_at, id) < ($8, $9)) \
-             ORDER BY created_at DESC, id DESC LIMIT $10",
+                "SELECT a.id, a.tenant_id, a.user_id, a.action, a.resource_type, a.resource_id, \
+                    host(a.ip_address) AS ip_address, a.user_agent, a.metadata, a.created_at, \
+                    c.seq, encode(c.hash, 'hex') AS hash \
+             FROM audit_logs a \
+             LEFT JOIN audit_chain c ON c.tenant_id = a.tenant_id AND c.audit_id = a.id \
+             WHERE a.tenant_id = $1 \
+               AND ($2::text IS NULL OR a.action = $2) \
+               AND ($3::text IS NULL OR a.resource_type = $3) \
+               AND ($4::uuid IS NULL OR a.resource_id = $4) \
+               AND ($5::uuid IS NULL OR a.user_id = $5) \
+               AND ($6::timestamptz IS NULL OR a.created_at >= $6) \
+               AND ($7::timestamptz IS NULL OR a.created_at < $7) \
+               AND ($8::timestamptz IS NULL OR (a.created_at, a.id) < ($8, $9)) \
+             ORDER BY a.created_at DESC, a.id DESC LIMIT $10",
             )
             .bind(tenant_id)
             .bind(filter.action.map(|action| action.as_str()))

@@ -44,7 +44,7 @@ async fn runtime_roles_are_restricted_and_own_nothing() {
     let mut expected: Vec<(String, String, bool, bool)> = Manifest::carevault()
         .roles
         .iter()
-        .filter_map(|r| r.member_of.map(|runtime| (r.name.to_string(), runtime.to_string(), false, true)))
+        .flat_map(|r| r.member_of.iter().map(|runtime| (r.name.to_string(), runtime.to_string(), false, true)))
         .collect();
     expected.sort();
     assert_eq!(carevault, expected);
@@ -71,11 +71,12 @@ async fn privileges_are_exactly_the_designed_ones() {
          CROSS JOIN unnest(ARRAY['SELECT','INSERT','UPDATE','DELETE','TRUNCATE','REFERENCES','TRIGGER']) AS p \
          CROSS JOIN pg_roles r \
          WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
-           AND r.rolname IN ('carevault_app', 'carevault_platform', 'carevault_api', 'carevault_ops') \
+           AND r.rolname = ANY($1) \
            AND (has_table_privilege(r.oid, c.oid, p) \
                 OR (p IN ('SELECT', 'INSERT', 'UPDATE', 'REFERENCES') AND has_any_column_privilege(r.oid, c.oid, p))) \
          ORDER BY 1, 2, 3",
     )
+    .bind(carevault_db::manifest::role_names())
     .fetch_all(&pool)
     .await
     .unwrap();

@@ -273,6 +273,34 @@ async fn a_dropped_truncate_guard_fails() {
     assert!(check.fix.unwrap().contains("CREATE TRIGGER prevent_audit_log_truncate BEFORE TRUNCATE"));
 }
 
+/// A committed row that has waited long for the chain (written here with its time set back, as
+/// the stamp trigger is off under `session_replication_role = replica`) is a WARN until a pass
+/// chains it.
+#[tokio::test]
+async fn a_sealer_that_falls_behind_is_a_warning_until_a_pass_runs() {
+    let db = TestDb::new().await;
+    let owner = db.owner_pool().await;
+    sqlx::raw_sql(
+        "SET session_replication_role = replica; \
+         INSERT INTO audit_logs (tenant_id, action, resource_type, resource_id, created_at, xact_id) \
+         VALUES ('00000000-0000-0000-0000-000000000000', 'tenant.read', 'tenant', \
+                 '00000000-0000-0000-0000-000000000000', now() - interval '5 minutes', pg_current_xact_id())",
+    )
+    .execute(&owner)
+    .await
+    .unwrap();
+    let checks = doctor::run(&owner, &ctx()).await.unwrap();
+    let sealer = checks.iter().find(|c| c.name == "audit_sealer").unwrap();
+    assert_eq!(sealer.status, Status::Warn, "{}", describe(&checks));
+    assert!(sealer.message.starts_with("1 audit rows are not in the hash chain"), "{sealer:?}");
+    assert!(sealer.fix.as_deref().unwrap().starts_with("carevault audit seal"));
+
+    carevault_db::audit_chain::seal(&db.platform_pool()).await.unwrap();
+    let checks = doctor::run(&owner, &ctx()).await.unwrap();
+    assert!(checks.iter().all(|c| c.status == Status::Pass), "{}", describe(&checks));
+    owner.close().await;
+}
+
 #[tokio::test]
 async fn a_vector_graph_shared_by_every_tenant_fails() {
     let check = only_failing(

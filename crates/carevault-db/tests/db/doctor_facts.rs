@@ -153,19 +153,19 @@ fn role(name: &str) -> RoleFacts {
         owns: vec![],
         member_of: match name {
             "carevault_api" => vec!["carevault_app".into()],
-            "carevault_ops" => vec!["carevault_platform".into()],
+            "carevault_ops" => vec!["carevault_platform".into(), "carevault_sealer".into()],
             _ => vec![],
         },
         members: match name {
             "carevault_app" => vec!["carevault_api".into()],
-            "carevault_platform" => vec!["carevault_ops".into()],
+            "carevault_platform" | "carevault_sealer" => vec!["carevault_ops".into()],
             _ => vec![],
         },
     }
 }
 
 fn designed_roles() -> Vec<RoleFacts> {
-    ["carevault_api", "carevault_app", "carevault_ops", "carevault_platform"].map(role).to_vec()
+    carevault_db::manifest::role_names().into_iter().map(role).collect()
 }
 
 fn with_role(change: impl Fn(&mut RoleFacts)) -> Vec<RoleFacts> {
@@ -457,7 +457,12 @@ fn a_new_tenant_table_needs_to_be_in_the_manifest_with_forced_rls_and_its_polici
     assert_eq!(check.status, Status::Fail);
     assert!(check.message.contains("is PERMISSIVE"), "{check:?}");
     let mut wide = tables_of(&manifest);
-    let policy = wide[0].policies.iter_mut().find(|p| p.command == Some(Command::Select)).unwrap();
+    let audit_logs = wide.iter_mut().find(|t| t.name == "public.audit_logs").unwrap();
+    let policy = audit_logs
+        .policies
+        .iter_mut()
+        .find(|p| p.command == Some(Command::Select) && p.roles == ["carevault_app"])
+        .unwrap();
     policy.using = Some("true".into());
     let check = doctor::evaluate_policies(&wide, &expected, &manifest);
     assert_eq!(check.status, Status::Fail);

@@ -1,0 +1,38 @@
+//! The audit chain: every audit row, once committed, is appended to its tenant's hash chain by
+//! the sealer, and anyone with the platform login (or an export, later) can check the chain.
+//!
+//! Design (docs/ARCHITECTURE.md, "The audit chain"): rows are chained after commit, in the
+//! append-only table `audit_chain`, whose trigger computes each entry's sequence number and hash
+//! from the stored row (migration 19); the format is `docs/AUDIT_FORMAT.md`, implemented here
+//! in [`row_hash`] and in the database's `audit_row_hash`, which the test suite compares. The
+//! sealer and the verifier run as `carevault_sealer`, reached through the platform login.
+
+mod canonical;
+mod check;
+mod seal;
+mod verify;
+
+pub use canonical::{CanonicalRow, FORMAT_TAG, GENESIS, row_hash};
+pub use check::{Break, BreakKind, Link, RowState, breaks};
+pub use seal::{MAX_SEAL_BATCH, Sealed, SealerLag, lag, seal};
+pub use verify::{TenantVerdict, verify};
+
+use sqlx::{Postgres, Transaction};
+
+use crate::{DbError, PlatformPool};
+
+/// The sealer's and the verifier's transaction: one snapshot for the whole pass (REPEATABLE
+/// READ), so that what it sees and the watermark it records belong together.
+async fn begin_as_sealer(pool: &PlatformPool) -> Result<Transaction<'static, Postgres>, DbError> {
+    let mut tx = pool
+        .pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ WRITE")
+        .await
+        .map_err(|error| crate::pool::acquire_error(&pool.pool, error))?;
+    pool.statements
+        .query("SELECT set_config('role', 'carevault_sealer', true), public.carevault_pin_transaction($1)")
+        .bind(&pool.statement_timeout)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
