@@ -82,7 +82,8 @@ fn routes(config: &ApiConfig) -> Router<AppState> {
         )
         .route("/documents/{id}", get(documents::get).patch(documents::update).delete(documents::delete))
         .route("/documents/{id}/restore", post(documents::restore))
-        .route("/audit-logs", get(audit::list));
+        .route("/audit-logs", get(audit::list))
+        .route("/audit-logs/checkpoints/latest", get(audit::latest_checkpoint));
     // Without PLATFORM_API_TOKEN the platform routes do not exist (404), rather than answering 401
     // to a credential nobody can have.
     if config.platform_api_token.is_some() {

@@ -19,6 +19,7 @@ use crate::schema;
         documents::create, documents::list, documents::get, documents::update, documents::delete, documents::restore, documents::search,
         documents_batch::batch,
         audit::list,
+        audit::latest_checkpoint,
         platform::create, platform::list, platform::suspend, platform::activate, platform::set_jit_email_domains,
     ),
     // The request schemas reach the document through the operations, except those only referred to

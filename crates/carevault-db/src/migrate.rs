@@ -48,13 +48,9 @@ fn up_migration(version: i64) -> Option<&'static sqlx::migrate::Migration> {
 fn is_comment_only_edit(version: i64, recorded: &[u8]) -> bool {
     COMMENT_ONLY_EDITS.iter().any(|(v, released, edited)| {
         *v == version
-            && hex(recorded) == *released
-            && up_migration(version).is_some_and(|m| hex(&m.checksum) == *edited)
+            && crate::hex::encode(recorded) == *released
+            && up_migration(version).is_some_and(|m| crate::hex::encode(&m.checksum) == *edited)
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Records today's checksum for the applied migrations of [`COMMENT_ONLY_EDITS`].
@@ -63,7 +59,7 @@ async fn accept_comment_only_edits(pool: &PgPool) -> Result<(), DbError> {
         return Ok(());
     }
     for (version, released, edited) in COMMENT_ONLY_EDITS {
-        let Some(current) = up_migration(version).filter(|m| hex(&m.checksum) == edited) else {
+        let Some(current) = up_migration(version).filter(|m| crate::hex::encode(&m.checksum) == edited) else {
             continue;
         };
         sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = $2 AND checksum = decode($3, 'hex')")
@@ -203,7 +199,7 @@ mod tests {
         for (version, _, edited) in COMMENT_ONLY_EDITS {
             let migration = up_migration(version).expect("a known version");
             assert_eq!(
-                hex(&migration.checksum),
+                crate::hex::encode(&migration.checksum),
                 edited,
                 "migration {version} changed again: it is no longer a comment-only edit"
             );

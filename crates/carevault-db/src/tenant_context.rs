@@ -89,14 +89,8 @@ impl TenantContextKey {
     pub fn parse(text: &str) -> Result<TenantContextKey, KeyError> {
         let (kid, secret) = text.trim().split_once(':').ok_or(KeyError::Form)?;
         let kid = KeyId::parse(kid)?;
-        if secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(KeyError::Secret);
-        }
-        let mut bytes = [0u8; 32];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&secret[2 * i..2 * i + 2], 16).map_err(|_| KeyError::Secret)?;
-        }
-        Ok(TenantContextKey { kid, secret: bytes })
+        let secret = crate::hex::decode::<32>(secret).ok_or(KeyError::Secret)?;
+        Ok(TenantContextKey { kid, secret })
     }
 
     /// A new random key named `kid`, from the operating system's generator.
@@ -106,7 +100,7 @@ impl TenantContextKey {
 
     /// The key in the form [`TenantContextKey::parse`] reads, for writing it to a file.
     pub fn to_config_text(&self) -> String {
-        format!("{}:{}", self.kid, hex(&self.secret))
+        format!("{}:{}", self.kid, crate::hex::encode(&self.secret))
     }
 
     /// The key id.
@@ -138,7 +132,7 @@ impl TenantContextKey {
         let user = user.map(|id| id.to_string()).unwrap_or_default();
         let fields = format!("{}.{}.{tenant}.{user}.{expires}", binding.kind(), self.kid);
         let mac = self.mac(format!("{fields}.{}", binding.text()).as_bytes());
-        format!("{fields}.{}", hex(&mac))
+        format!("{fields}.{}", crate::hex::encode(&mac))
     }
 }
 
@@ -169,7 +163,7 @@ impl Binding {
     /// Binds `conn` (outside a transaction) to a new random nonce, for the rest of the session,
     /// and returns the binding; one round trip.
     pub async fn establish_connection(conn: &mut PgConnection) -> Result<Binding, DbError> {
-        let nonce = hex(&random::<16>()?);
+        let nonce = crate::hex::encode(&random::<16>()?);
         let pid: i32 = sqlx::query_scalar(
             "SELECT pg_catalog.pg_backend_pid() FROM pg_catalog.set_config('app.connection_nonce', $1, false)",
         )
@@ -223,7 +217,7 @@ pub const OWNER_KEY_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// A new random key named `owner-<12 hex>`, added to the database for [`OWNER_KEY_LIFETIME`] by
 /// the owner's `pool`.
 pub(crate) async fn owner_key(pool: &sqlx::PgPool) -> Result<TenantContextKey, DbError> {
-    let key = TenantContextKey::generate(KeyId(format!("owner-{}", hex(&random::<6>()?))))?;
+    let key = TenantContextKey::generate(KeyId(format!("owner-{}", crate::hex::encode(&random::<6>()?))))?;
     let mut conn = pool.acquire().await?;
     install(&mut conn, &key, Some(OWNER_KEY_LIFETIME)).await?;
     Ok(key)
@@ -322,14 +316,10 @@ pub async fn list(connection: &mut PgConnection) -> Result<Vec<InstalledKey>, Db
 }
 
 /// `N` bytes from the operating system's generator.
-fn random<const N: usize>() -> Result<[u8; N], DbError> {
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], DbError> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|e| DbError::Randomness(e.to_string()))?;
     Ok(bytes)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -341,9 +331,10 @@ mod tests {
         // RFC 4231, test case 2 has a 4-byte key; ours are 32 bytes, so check against the
         // definition with a 32-byte key computed independently (Python: hmac.new(bytes(range(32)),
         // b"what do ya want for nothing?", "sha256").hexdigest()).
-        let key = TenantContextKey::parse(&format!("k:{}", hex(&(0u8..32).collect::<Vec<_>>()))).unwrap();
+        let key =
+            TenantContextKey::parse(&format!("k:{}", crate::hex::encode(&(0u8..32).collect::<Vec<_>>()))).unwrap();
         assert_eq!(
-            hex(&key.mac(b"what do ya want for nothing?")),
+            crate::hex::encode(&key.mac(b"what do ya want for nothing?")),
             "099805f4ac310786968565c098db515cc50862b420ae31e20238312344bed36a"
         );
     }

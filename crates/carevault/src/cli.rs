@@ -256,22 +256,51 @@ pub struct AuditArgs {
 /// `carevault_sealer`).
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Append every committed audit row that is not chained yet to its tenant's hash chain, and
-    /// print how many. `carevault serve` does the same every AUDIT_SEAL_INTERVAL_SECONDS; one
-    /// sealer runs at a time (this one waits up to a minute for another).
+    /// Append every committed audit row that is not chained yet to its tenant's hash chain, sign a
+    /// checkpoint of every head that moved (AUDIT_SIGNING_KEY) and keep the latest ones in the
+    /// checkpoint directory (AUDIT_CHECKPOINT_DIR); print what was done. `carevault serve` does
+    /// the same on a schedule; one sealer runs at a time (this one waits up to a minute).
     Seal,
     /// Check the live chain of every tenant (or one): each row against its entry, each entry
-    /// against its predecessor, and no row left out behind the sealer. One line per tenant; exit
-    /// status 1 when any chain is broken, naming the first bad sequence number and the kind of
-    /// break (altered row, missing row, inserted row, reordered rows).
+    /// against its predecessor, no row left out behind the sealer, and every signed checkpoint,
+    /// in the database and in the checkpoint directory, against the chain. One line per tenant;
+    /// exit status 1 when any chain is broken, naming the first bad sequence number and the kind
+    /// of break (altered, missing, inserted or reordered rows, truncated tail, checkpoint that
+    /// does not match or whose signature fails).
     Verify {
         /// Only this tenant (its id).
         #[arg(long)]
         tenant: Option<String>,
-        /// Print a JSON array of verdicts (tenant_id, chained, head, unsealed, breaks).
+        /// Print a JSON array of verdicts (tenant_id, chained, head, checkpoint, unsealed, breaks).
         #[arg(long)]
         json: bool,
+        /// A public key checkpoints may be signed with (64 hex; repeat for keys rotated out).
+        /// Default: the public key of AUDIT_SIGNING_KEY (or of the key in the data directory).
+        #[arg(long, value_name = "HEX")]
+        public_key: Vec<String>,
+        /// The checkpoint directory. Default: AUDIT_CHECKPOINT_DIR (or `<data dir>/audit-checkpoints`).
+        #[arg(long, value_name = "DIR")]
+        checkpoint_dir: Option<std::path::PathBuf>,
+        /// Verify this export (`carevault audit export`) instead of the database, offline: only the
+        /// file and the public key are read.
+        #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["tenant", "checkpoint_dir"])]
+        file: Option<std::path::PathBuf>,
     },
+    /// Write one tenant's chain (entries, rows, checkpoints) as JSON lines on stdout, for
+    /// `carevault audit verify --file` or any verifier written from docs/AUDIT_FORMAT.md.
+    Export {
+        /// The tenant's id.
+        #[arg(long)]
+        tenant: String,
+        /// The first sequence number (default 1).
+        #[arg(long, value_name = "SEQ", default_value_t = 1)]
+        from: i64,
+        /// The last sequence number (default: the head).
+        #[arg(long, value_name = "SEQ", default_value_t = i64::MAX)]
+        to: i64,
+    },
+    /// Print the key id and the public key (64 hex) of AUDIT_SIGNING_KEY, which verifiers need.
+    PublicKey,
 }
 
 /// `carevault token ...`.

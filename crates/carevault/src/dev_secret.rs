@@ -1,7 +1,8 @@
 //! Secrets the embedded default generates once and keeps in its data directory (mode 0600): the
 //! development HS256 secret (`dev-jwt-secret`, shared by `serve` and `token mint`) and the key of
 //! the tenant context (`tenant-context-key`, when `TENANT_CONTEXT_KEY` is unset outside
-//! production). They are never printed or logged.
+//! production) and the audit chain's signing key (`audit-signing-key`, when `AUDIT_SIGNING_KEY`
+//! is unset outside production). They are never printed or logged.
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -9,12 +10,15 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use carevault_db::audit_chain::AuditSigningKey;
 use carevault_db::tenant_context::{KeyId, TenantContextKey};
 
 /// The development JWT secret's file name under the data directory.
 pub const FILE_NAME: &str = "dev-jwt-secret";
 /// The tenant context key's file name under the data directory.
 pub const CONTEXT_KEY_FILE_NAME: &str = "tenant-context-key";
+/// The audit signing key's file name under the data directory.
+pub const AUDIT_KEY_FILE_NAME: &str = "audit-signing-key";
 
 /// Reads the development JWT secret under `data_dir`, generating it first when it does not exist.
 pub fn load_or_create(data_dir: &Path) -> anyhow::Result<String> {
@@ -33,6 +37,16 @@ pub fn load_or_create_context_key(data_dir: &Path) -> anyhow::Result<TenantConte
     })?;
     let path = data_dir.join(CONTEXT_KEY_FILE_NAME);
     TenantContextKey::parse(&text)
+        .with_context(|| format!("{} holds no usable key: delete it and a new one is generated", path.display()))
+}
+
+/// Reads the audit chain's signing key under `data_dir` (64 hex), generating it first when it does
+/// not exist.
+pub fn load_or_create_audit_signing_key(data_dir: &Path) -> anyhow::Result<AuditSigningKey> {
+    let text =
+        load_or_create_file(data_dir, AUDIT_KEY_FILE_NAME, || Ok(AuditSigningKey::generate()?.to_config_text()))?;
+    let path = data_dir.join(AUDIT_KEY_FILE_NAME);
+    AuditSigningKey::parse(&text)
         .with_context(|| format!("{} holds no usable key: delete it and a new one is generated", path.display()))
 }
 
@@ -119,6 +133,11 @@ mod tests {
         let key = load_or_create_context_key(&dir).expect("generated");
         assert_eq!(load_or_create_context_key(&dir).expect("read back"), key);
         assert_ne!(load_or_create(&dir).expect("read back"), key.to_config_text());
+        let signing = load_or_create_audit_signing_key(&dir).expect("generated");
+        assert_eq!(
+            load_or_create_audit_signing_key(&dir).expect("read back").to_config_text(),
+            signing.to_config_text()
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -99,7 +99,8 @@ async fn serve(mut config: ServeConfig, signals: Signals, cluster_slot: &mut Opt
         }
         (None, _) => None,
     };
-    let sealer = config.audit_seal_interval.map(|interval| audit_cmd::spawn_sealer(platform_pool.clone(), interval));
+    let (audit_key, checkpoint_sink) = audit_cmd::signer(&config.audit)?;
+    let sealer = audit_cmd::spawn_sealer(platform_pool.clone(), &config.audit, audit_key, checkpoint_sink);
     let result = serve_with_pools(&config, signals, &app_pool, &platform_pool, embedded_data_dir).await;
     if let Some(task) = sealer {
         task.abort();

@@ -89,7 +89,15 @@ fn the_template_lists_every_variable_of_the_configuration_table_with_its_default
         assert!(entry["required"].is_boolean(), "{name}: required true or false");
     }
     // The production rules of src/config, as the template states them.
-    for name in ["DATABASE_URL", "OIDC_ISSUER_URL", "OIDC_CLIENT_ID", "ALLOWED_ORIGINS", "TENANT_CONTEXT_KEY"] {
+    for name in [
+        "DATABASE_URL",
+        "OIDC_ISSUER_URL",
+        "OIDC_CLIENT_ID",
+        "ALLOWED_ORIGINS",
+        "TENANT_CONTEXT_KEY",
+        "AUDIT_SIGNING_KEY",
+        "AUDIT_CHECKPOINT_DIR",
+    ] {
         assert_eq!(listed[name]["required"], true, "{name} is required in the container");
     }
     assert!(listed["JWT_HS256_SECRET"].get("value").is_none(), "the template never sets JWT_HS256_SECRET");
@@ -131,6 +139,11 @@ fn the_template_wires_carevault_to_a_pgvector_postgres_with_a_volume() {
 
     let carevault = template_service(&template, "carevault");
     assert_eq!(carevault["variables"]["DATABASE_URL"]["value"], "${{Postgres.DATABASE_URL}}");
+    // The checkpoints outside the database live on the service's own volume.
+    let checkpoint_dir = carevault["variables"]["AUDIT_CHECKPOINT_DIR"]["value"].as_str().expect("a checkpoint dir");
+    let service_mounts: Vec<&str> =
+        carevault["volumes"].as_array().expect("a volume").iter().filter_map(|v| v["mountPath"].as_str()).collect();
+    assert!(service_mounts.iter().any(|m| checkpoint_dir.starts_with(&format!("{m}/"))), "{checkpoint_dir}");
     assert_eq!(carevault["source"]["dockerfile"], "Dockerfile");
     assert_eq!(carevault["source"]["config"], "railway.json");
 }

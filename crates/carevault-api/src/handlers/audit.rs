@@ -1,4 +1,4 @@
-//! `GET /audit-logs` (admins).
+//! `GET /audit-logs` and `GET /audit-logs/checkpoints/latest` (admins).
 
 use axum::Json;
 use carevault_db::repo::{AuditEntry, AuditFilter};
@@ -59,6 +59,45 @@ impl From<AuditEntry> for AuditEntryResponse {
             hash: e.hash,
         }
     }
+}
+
+/// A signed checkpoint of the tenant's audit chain (docs/AUDIT_FORMAT.md, "Checkpoints").
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckpointResponse {
+    /// The tenant.
+    pub tenant_id: uuid::Uuid,
+    /// The chain's head when signed.
+    pub seq: i64,
+    /// The head's hash, 64 hex digits.
+    pub head_hash: String,
+    /// When it was signed.
+    pub signed_at: DateTime<Utc>,
+    /// The id of the signing key (16 hex digits): the first 8 bytes of the SHA-256 of its
+    /// public key, which `carevault audit public-key` prints.
+    pub key_id: String,
+    /// The Ed25519 signature, 128 hex digits.
+    pub signature: String,
+}
+
+/// The tenant's latest signed checkpoint (admin; audited `audit.read`). 404 `RES_404` before the
+/// first one is signed.
+#[utoipa::path(get, path = "/api/v1/audit-logs/checkpoints/latest", operation_id = "getLatestAuditCheckpoint", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, description = "The latest checkpoint", body = CheckpointResponse), (status = 403, description = "The caller's role may not do this", body = crate::error::ErrorEnvelope), (status = 404, description = "No checkpoint signed yet", body = crate::error::ErrorEnvelope)))]
+pub async fn latest_checkpoint(authed: Authed<Admin>) -> Result<Json<CheckpointResponse>, ApiError> {
+    let mut tx = authed.begin().await?;
+    let checkpoint = tx.audit_log().latest_checkpoint().await?;
+    tx.commit().await?;
+    let checkpoint = checkpoint.ok_or_else(|| {
+        ApiError::new(ErrorCode::Res404).with_message("no checkpoint of this tenant's audit chain yet")
+    })?;
+    Ok(Json(CheckpointResponse {
+        tenant_id: checkpoint.tenant_id.as_uuid(),
+        seq: checkpoint.seq,
+        head_hash: checkpoint.head_hash,
+        signed_at: checkpoint.signed_at,
+        key_id: checkpoint.key_id,
+        signature: checkpoint.signature,
+    }))
 }
 
 /// `GET /audit-logs` filters.

@@ -38,8 +38,9 @@ pub struct CanonicalRow {
     pub metadata: Option<String>,
 }
 
-/// SHA-256 over `previous` and the row's fields at place `seq` of its tenant's chain.
-pub fn row_hash(previous: &[u8; 32], seq: i64, row: &CanonicalRow) -> [u8; 32] {
+/// SHA-256 over `previous` and the row's fields at place `seq` of its tenant's chain, sealed at
+/// `sealed_at_micros` (microseconds since 1970-01-01T00:00:00Z).
+pub fn row_hash(previous: &[u8; 32], seq: i64, sealed_at_micros: i64, row: &CanonicalRow) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(previous);
     let mut field = |bytes: Option<&[u8]>| match bytes {
@@ -53,6 +54,7 @@ pub fn row_hash(previous: &[u8; 32], seq: i64, row: &CanonicalRow) -> [u8; 32] {
     };
     field(Some(FORMAT_TAG.as_bytes()));
     field(Some(&seq.to_be_bytes()));
+    field(Some(&sealed_at_micros.to_be_bytes()));
     field(Some(row.tenant_id.as_bytes()));
     field(Some(row.id.as_bytes()));
     field(Some(&row.created_at_micros.to_be_bytes()));
@@ -69,6 +71,9 @@ pub fn row_hash(previous: &[u8; 32], seq: i64, row: &CanonicalRow) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sealing time of the format page's example.
+    const SEALED: i64 = 1_764_000_001_000_000;
 
     fn row() -> CanonicalRow {
         CanonicalRow {
@@ -87,8 +92,12 @@ mod tests {
 
     #[test]
     fn every_field_the_place_and_the_predecessor_change_the_hash() {
-        let base = row_hash(&GENESIS, 1, &row());
-        let mut variants = vec![row_hash(&[1; 32], 1, &row()), row_hash(&GENESIS, 2, &row())];
+        let base = row_hash(&GENESIS, 1, SEALED, &row());
+        let mut variants = vec![
+            row_hash(&[1; 32], 1, SEALED, &row()),
+            row_hash(&GENESIS, 2, SEALED, &row()),
+            row_hash(&GENESIS, 1, SEALED + 1, &row()),
+        ];
         let edits: [fn(&mut CanonicalRow); 10] = [
             |r| r.tenant_id = Uuid::from_u128(9),
             |r| r.id = Uuid::from_u128(9),
@@ -104,7 +113,7 @@ mod tests {
         for edit in edits {
             let mut edited = row();
             edit(&mut edited);
-            variants.push(row_hash(&GENESIS, 1, &edited));
+            variants.push(row_hash(&GENESIS, 1, SEALED, &edited));
         }
         for (i, variant) in variants.iter().enumerate() {
             assert_ne!(*variant, base, "variant {i}");
@@ -114,9 +123,12 @@ mod tests {
     #[test]
     fn the_worked_example_of_the_format_page_holds() {
         let page = include_str!("../../../../docs/AUDIT_FORMAT.md");
-        let hash: String = row_hash(&GENESIS, 1, &row()).iter().map(|b| format!("{b:02x}")).collect();
+        let hash = crate::hex::encode(&row_hash(&GENESIS, 1, SEALED, &row()));
         assert!(page.contains(&format!("    {hash}\n")), "docs/AUDIT_FORMAT.md does not show {hash}");
-        assert!(page.contains("created_at 1764000000123456 µs") && page.contains(r#"ip_address "10.0.0.1""#));
+        for stated in ["sealed_at 1764000001000000 µs", "created_at 1764000000123456 µs", r#"ip_address "10.0.0.1""#]
+        {
+            assert!(page.contains(stated), "the page states {stated}");
+        }
     }
 
     #[test]
@@ -128,6 +140,6 @@ mod tests {
         let mut two = row();
         two.action = "a".into();
         two.resource_type = "bc".into();
-        assert_ne!(row_hash(&GENESIS, 1, &one), row_hash(&GENESIS, 1, &two));
+        assert_ne!(row_hash(&GENESIS, 1, SEALED, &one), row_hash(&GENESIS, 1, SEALED, &two));
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use super::canonical::{CanonicalRow, GENESIS, row_hash};
+use super::checkpoint::{AuditPublicKey, Checkpoint};
 
 /// How a stored row relates to its chain entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub enum RowState {
 pub struct Link {
     /// Sequence number.
     pub seq: i64,
+    /// When it was sealed (microseconds since 1970), as the entry records it.
+    pub sealed_at_micros: i64,
     /// The predecessor's hash, as the entry records it.
     pub prev_hash: [u8; 32],
     /// The entry's hash.
@@ -29,14 +32,26 @@ pub struct Link {
 }
 
 impl Link {
-    /// The link of `row` at `seq` after `prev_hash`, with `hash` as stored.
-    pub fn new(seq: i64, prev_hash: [u8; 32], hash: [u8; 32], row: Option<CanonicalRow>) -> Link {
+    /// The link of `row` at `seq` after `prev_hash`, sealed at `sealed_at_micros`, with `hash` as
+    /// stored.
+    pub fn new(
+        seq: i64,
+        sealed_at_micros: i64,
+        prev_hash: [u8; 32],
+        hash: [u8; 32],
+        row: Option<CanonicalRow>,
+    ) -> Link {
         let row = match row {
             None => RowState::Missing,
-            Some(row) if row_hash(&prev_hash, seq, &row) == hash => RowState::Matches,
+            Some(row) if row_hash(&prev_hash, seq, sealed_at_micros, &row) == hash => RowState::Matches,
             Some(row) => RowState::Differs(Box::new(row)),
         };
-        Link { seq, prev_hash, hash, row }
+        Link { seq, sealed_at_micros, prev_hash, hash, row }
+    }
+
+    /// Whether `row` hashes to this entry's hash, at its place and time.
+    fn holds(&self, row: &CanonicalRow) -> bool {
+        row_hash(&self.prev_hash, self.seq, self.sealed_at_micros, row) == self.hash
     }
 }
 
@@ -53,6 +68,14 @@ pub enum BreakKind {
     InsertedRow,
     /// Entries or rows that belong at another place of the chain.
     ReorderedRows,
+    /// The chain ends before a checkpoint's head: its last rows were removed.
+    TruncatedTail,
+    /// A signed checkpoint's head hash is not the chain's hash at that place (the chain was
+    /// rewritten after `seq - 1`, the last place a checkpoint still vouches for), or the
+    /// database's copy of a checkpoint kept in the sink is missing or differs.
+    CheckpointMismatch,
+    /// A checkpoint whose signature fails (or whose key is unknown).
+    CheckpointSignature,
 }
 
 impl BreakKind {
@@ -63,6 +86,9 @@ impl BreakKind {
             BreakKind::MissingRow => "missing row",
             BreakKind::InsertedRow => "inserted row",
             BreakKind::ReorderedRows => "reordered rows",
+            BreakKind::TruncatedTail => "truncated tail",
+            BreakKind::CheckpointMismatch => "checkpoint does not match",
+            BreakKind::CheckpointSignature => "checkpoint signature fails",
         }
     }
 }
@@ -81,14 +107,21 @@ pub struct Break {
 /// be quadratic).
 const SWAP_SEARCH_LIMIT: usize = 256;
 
-/// Every break of a tenant's chain, in sequence order (`links` sorted by `seq`), at most one per
-/// entry.
+/// Every break of a tenant's whole chain, in sequence order (`links` sorted by `seq`), at most
+/// one per entry: it must start at 1 after [`GENESIS`].
 pub fn breaks(links: &[Link]) -> Vec<Break> {
+    breaks_after(links, 1, GENESIS)
+}
+
+/// As [`breaks`], for a part of a chain that starts at `first_seq` after `first_prev` (an export
+/// of a range trusts its first entry's predecessor; the live chain starts at 1 after
+/// [`GENESIS`]).
+pub fn breaks_after(links: &[Link], first_seq: i64, first_prev: [u8; 32]) -> Vec<Break> {
     let position: HashMap<[u8; 32], usize> = links.iter().enumerate().map(|(i, l)| (l.hash, i)).collect();
     let differing: Vec<&Link> =
         links.iter().filter(|l| matches!(l.row, RowState::Differs(_))).take(SWAP_SEARCH_LIMIT).collect();
     let mut found = Vec::new();
-    let (mut expected_seq, mut expected_prev) = (1, GENESIS);
+    let (mut expected_seq, mut expected_prev) = (first_seq, first_prev);
     for (i, link) in links.iter().enumerate() {
         let kind = if link.seq > expected_seq {
             // Entries removed without renumbering: a gap.
@@ -109,9 +142,7 @@ pub fn breaks(links: &[Link]) -> Vec<Break> {
                 RowState::Matches => None,
                 RowState::Missing => Some(Break { seq: link.seq, kind: BreakKind::MissingRow }),
                 RowState::Differs(row) => {
-                    let elsewhere = differing
-                        .iter()
-                        .any(|other| other.seq != link.seq && row_hash(&other.prev_hash, other.seq, row) == other.hash);
+                    let elsewhere = differing.iter().any(|other| other.seq != link.seq && other.holds(row));
                     let kind = if elsewhere { BreakKind::ReorderedRows } else { BreakKind::AlteredRow };
                     Some(Break { seq: link.seq, kind })
                 }
@@ -120,6 +151,42 @@ pub fn breaks(links: &[Link]) -> Vec<Break> {
         found.extend(kind);
         (expected_seq, expected_prev) = (link.seq + 1, link.hash);
     }
+    found
+}
+
+/// The breaks the checkpoints reveal: `stored` are the database's copies, `kept` the sink's.
+/// Every checkpoint must be signed by one of `keys`; each of the sink's must be in the database
+/// unchanged; and the chain must hold, at each signed head, the hash signed there.
+pub fn checkpoint_breaks(
+    links: &[Link],
+    stored: &[Checkpoint],
+    kept: &[Checkpoint],
+    keys: &[AuditPublicKey],
+) -> Vec<Break> {
+    let mut found = Vec::new();
+    for checkpoint in stored.iter().chain(kept).filter(|c| !c.is_signed_by(keys)) {
+        found.push(Break { seq: checkpoint.seq, kind: BreakKind::CheckpointSignature });
+    }
+    for checkpoint in kept.iter().filter(|c| !stored.contains(c)) {
+        found.push(Break { seq: checkpoint.seq, kind: BreakKind::CheckpointMismatch });
+    }
+    let hash_at: HashMap<i64, [u8; 32]> = links.iter().map(|l| (l.seq, l.hash)).collect();
+    let head = links.last().map_or(0, |l| l.seq);
+    let mut signed: Vec<&Checkpoint> = stored.iter().chain(kept).filter(|c| c.is_signed_by(keys)).collect();
+    signed.sort_by_key(|c| c.seq);
+    let mut vouched = 0;
+    for checkpoint in signed {
+        if checkpoint.seq > head {
+            found.push(Break { seq: head + 1, kind: BreakKind::TruncatedTail });
+            break;
+        }
+        if hash_at.get(&checkpoint.seq) != Some(&checkpoint.head_hash_bytes()) {
+            found.push(Break { seq: vouched + 1, kind: BreakKind::CheckpointMismatch });
+            break;
+        }
+        vouched = checkpoint.seq;
+    }
+    found.sort_by_key(|b| b.seq);
     found
 }
 
@@ -144,24 +211,39 @@ mod tests {
         }
     }
 
-    /// A sealed chain of `n` rows, as (seq, prev, hash, row).
-    fn sealed(n: u128) -> Vec<(i64, [u8; 32], [u8; 32], CanonicalRow)> {
+    /// A stored entry, as a tamperer sees it.
+    #[derive(Clone)]
+    struct Entry {
+        seq: i64,
+        sealed_at: i64,
+        prev: [u8; 32],
+        hash: [u8; 32],
+        row: CanonicalRow,
+    }
+
+    /// An entry of `row` sealed at `seq` after `prev`.
+    fn entry(seq: i64, prev: [u8; 32], row: CanonicalRow) -> Entry {
+        let sealed_at = 1_764_000_100_000_000 + seq;
+        Entry { seq, sealed_at, prev, hash: row_hash(&prev, seq, sealed_at, &row), row }
+    }
+
+    /// A sealed chain of `n` rows.
+    fn sealed(n: u128) -> Vec<Entry> {
         let mut prev = GENESIS;
         (1..=n)
             .map(|k| {
-                let hash = row_hash(&prev, k as i64, &row(k));
-                let entry = (k as i64, prev, hash, row(k));
-                prev = hash;
-                entry
+                let sealed = entry(k as i64, prev, row(k));
+                prev = sealed.hash;
+                sealed
             })
             .collect()
     }
 
-    fn links(entries: &[(i64, [u8; 32], [u8; 32], CanonicalRow)]) -> Vec<Link> {
-        entries.iter().map(|(s, p, h, r)| Link::new(*s, *p, *h, Some(r.clone()))).collect()
+    fn links(entries: &[Entry]) -> Vec<Link> {
+        entries.iter().map(|e| Link::new(e.seq, e.sealed_at, e.prev, e.hash, Some(e.row.clone()))).collect()
     }
 
-    fn first(entries: &[(i64, [u8; 32], [u8; 32], CanonicalRow)]) -> Option<(i64, BreakKind)> {
+    fn first(entries: &[Entry]) -> Option<(i64, BreakKind)> {
         breaks(&links(entries)).first().map(|b| (b.seq, b.kind))
     }
 
@@ -173,7 +255,7 @@ mod tests {
     #[test]
     fn an_edited_row_is_an_altered_row() {
         let mut chain = sealed(10);
-        chain[4].3.action = "document.update".into();
+        chain[4].row.action = "document.update".into();
         assert_eq!(first(&chain), Some((5, BreakKind::AlteredRow)));
     }
 
@@ -190,7 +272,7 @@ mod tests {
         let mut renumbered = sealed(10);
         renumbered.remove(4);
         for entry in &mut renumbered[4..] {
-            entry.0 -= 1;
+            entry.seq -= 1;
         }
         assert_eq!(first(&renumbered), Some((5, BreakKind::MissingRow)));
     }
@@ -198,11 +280,10 @@ mod tests {
     #[test]
     fn a_forged_row_between_two_is_an_inserted_row() {
         let mut chain = sealed(10);
-        let forged = row(99);
-        let hash = row_hash(&chain[3].2, 5, &forged);
-        chain.insert(4, (5, chain[3].2, hash, forged));
+        let forged = entry(5, chain[3].hash, row(99));
+        chain.insert(4, forged);
         for entry in &mut chain[5..] {
-            entry.0 += 1;
+            entry.seq += 1;
         }
         assert_eq!(first(&chain), Some((5, BreakKind::InsertedRow)));
     }
@@ -211,13 +292,13 @@ mod tests {
     fn swapped_entries_or_swapped_rows_are_reordered_rows() {
         let mut entries = sealed(10);
         entries.swap(3, 6);
-        let (a, b) = (entries[3].0, entries[6].0);
-        (entries[3].0, entries[6].0) = (b, a);
+        let (a, b) = (entries[3].seq, entries[6].seq);
+        (entries[3].seq, entries[6].seq) = (b, a);
         assert_eq!(first(&entries), Some((4, BreakKind::ReorderedRows)));
 
         let mut rows = sealed(10);
-        let (a, b) = (rows[3].3.clone(), rows[6].3.clone());
-        (rows[3].3, rows[6].3) = (b, a);
+        let (a, b) = (rows[3].row.clone(), rows[6].row.clone());
+        (rows[3].row, rows[6].row) = (b, a);
         assert_eq!(first(&rows), Some((4, BreakKind::ReorderedRows)));
     }
 }

@@ -1,5 +1,6 @@
 //! The audit chain: every audit row, once committed, is appended to its tenant's hash chain by
-//! the sealer, and anyone with the platform login (or an export, later) can check the chain.
+//! the sealer; signed checkpoints of each chain's head are kept in the database and in a sink
+//! outside it; and anyone with the platform login and the public key can check the chain.
 //!
 //! Design (docs/ARCHITECTURE.md, "The audit chain"): rows are chained after commit, in the
 //! append-only table `audit_chain`, whose trigger computes each entry's sequence number and hash
@@ -9,13 +10,19 @@
 
 mod canonical;
 mod check;
-mod seal;
+mod checkpoint;
+mod export;
+pub(crate) mod seal;
+mod sink;
 mod verify;
 
 pub use canonical::{CanonicalRow, FORMAT_TAG, GENESIS, row_hash};
-pub use check::{Break, BreakKind, Link, RowState, breaks};
-pub use seal::{MAX_SEAL_BATCH, Sealed, SealerLag, lag, seal};
-pub use verify::{TenantVerdict, verify};
+pub use check::{Break, BreakKind, Link, RowState, breaks, breaks_after, checkpoint_breaks};
+pub use checkpoint::{AuditKeyError, AuditPublicKey, AuditSigningKey, CHECKPOINT_TAG, Checkpoint};
+pub use export::{ExportEntry, ExportError, ExportLine, ExportRow, export, parse_export, verify_export};
+pub use seal::{MAX_SEAL_BATCH, Sealed, SealerLag, lag, latest_checkpoints, seal};
+pub use sink::{CheckpointSink, SinkError};
+pub use verify::{LATE_AFTER_SECONDS, SeqRange, TenantVerdict, Trust, VerifyError, verify};
 
 use sqlx::{Postgres, Transaction};
 

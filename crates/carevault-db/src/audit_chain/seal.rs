@@ -1,19 +1,29 @@
 //! The sealer: one pass appends every committed, unchained audit row to its tenant's chain.
 
-use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 
 use super::begin_as_sealer;
+use super::checkpoint::{AuditSigningKey, Checkpoint};
+use crate::domain::TenantId;
+use crate::pool::Statements;
 use crate::{DbError, PlatformPool};
 
-/// The most rows one pass chains; a pass that reaches it leaves the watermark where it was, and
+/// The most rows one pass chains; a pass that reaches it leaves its watermark where it was, and
 /// the next pass goes on from there.
 pub const MAX_SEAL_BATCH: i64 = 50_000;
 
 /// What a pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sealed {
-    /// It chained this many rows (0 when there was nothing to do).
-    Rows(u64),
+    /// It chained `chained` rows and signed `checkpointed` checkpoints (0 when there was nothing
+    /// to do).
+    Done {
+        /// Rows appended to their chains.
+        chained: u64,
+        /// Checkpoints signed and stored in the database.
+        checkpointed: u64,
+    },
     /// Another sealer holds the lock, or finished a pass while this one started: nothing done.
     Busy,
 }
@@ -22,19 +32,22 @@ pub enum Sealed {
 ///
 /// 1. lock the sealer's row (`NOWAIT`: one sealer at a time across replicas; a second one
 ///    returns [`Sealed::Busy`] rather than waiting);
-/// 2. append, in (tenant, `created_at`, id) order, every visible row of a transaction at or
-///    after the watermark that has no chain entry yet (the trigger of `audit_chain` numbers and
-///    hashes it);
-/// 3. move the watermark to the xmin of the pass's snapshot: every transaction older than that
-///    had finished when the snapshot was taken, so its rows were visible and are now chained.
-///    A row committed later by a long transaction belongs to a transaction at or after the
-///    watermark, so a later pass finds it and chains it after the rows already sealed.
-pub async fn seal(pool: &PlatformPool) -> Result<Sealed, DbError> {
+/// 2. append, in (tenant, `created_at`, id) order, every visible row without a chain entry of a
+///    transaction the watermark (the last complete pass's snapshot) did not see finished: one
+///    running then (its `xip` list) or started since (at or after its `xmax`). The trigger of
+///    `audit_chain` numbers and hashes each;
+/// 3. make this pass's snapshot the watermark: every transaction it saw finished had its rows
+///    visible, and they are now chained. A row committed later by a long transaction belongs to
+///    one it saw running, so a later pass finds it (by its id, however old it is) and chains it
+///    after the rows already sealed;
+/// 4. with `sign_with`, sign a checkpoint of every tenant's head that moved since its last one,
+///    and store it (the caller then copies the latest ones to its sink: [`latest_checkpoints`]).
+pub async fn seal(pool: &PlatformPool, sign_with: Option<&AuditSigningKey>) -> Result<Sealed, DbError> {
     let mut tx = begin_as_sealer(pool).await?;
     let locked = pool
         .statements
         .query(
-            "SELECT watermark::text AS watermark, pg_snapshot_xmin(pg_current_snapshot())::text AS next \
+            "SELECT watermark::text AS watermark, pg_current_snapshot()::text AS next \
              FROM audit_sealer FOR UPDATE NOWAIT",
         )
         .fetch_one(&mut *tx)
@@ -53,7 +66,8 @@ pub async fn seal(pool: &PlatformPool) -> Result<Sealed, DbError> {
         .query(
             "INSERT INTO audit_chain (tenant_id, audit_id) \
              SELECT a.tenant_id, a.id FROM audit_logs a \
-             WHERE a.xact_id >= $1::xid8 \
+             WHERE (a.xact_id >= pg_snapshot_xmax($1::pg_snapshot) \
+                    OR a.xact_id = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot)))) \
                AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.tenant_id = a.tenant_id AND c.audit_id = a.id) \
              ORDER BY a.tenant_id, a.created_at, a.id \
              LIMIT $2",
@@ -63,11 +77,106 @@ pub async fn seal(pool: &PlatformPool) -> Result<Sealed, DbError> {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    if chained < MAX_SEAL_BATCH as u64 {
-        pool.statements.query("UPDATE audit_sealer SET watermark = $1::xid8").bind(&next).execute(&mut *tx).await?;
-    }
+    // Written even when unchanged (a pass that reached the cap): a pass that took its snapshot
+    // before this one commits then fails its lock with 40001 (Busy) instead of appending again.
+    let watermark = if chained < MAX_SEAL_BATCH as u64 { next } else { watermark };
+    pool.statements
+        .query("UPDATE audit_sealer SET watermark = $1::pg_snapshot")
+        .bind(&watermark)
+        .execute(&mut *tx)
+        .await?;
+    let checkpointed = match sign_with {
+        Some(key) => sign_moved_heads(pool.statements, &mut tx, key).await?,
+        None => 0,
+    };
     tx.commit().await?;
-    Ok(Sealed::Rows(chained))
+    Ok(Sealed::Done { chained, checkpointed })
+}
+
+/// Signs and stores a checkpoint of every tenant's head that moved since its last checkpoint.
+async fn sign_moved_heads(
+    statements: Statements,
+    conn: &mut PgConnection,
+    key: &AuditSigningKey,
+) -> Result<u64, DbError> {
+    let heads: Vec<(TenantId, i64, Vec<u8>)> = statements
+        // Every tenant's head, found by a loose index scan of the chain's primary key (one descent
+        // per tenant, not a scan of every entry), where it moved since the last checkpoint.
+        .query_as(
+            "WITH RECURSIVE tenants AS ( \
+                 (SELECT tenant_id FROM audit_chain ORDER BY tenant_id LIMIT 1) \
+                 UNION ALL \
+                 SELECT (SELECT c.tenant_id FROM audit_chain c WHERE c.tenant_id > t.tenant_id \
+                         ORDER BY c.tenant_id LIMIT 1) \
+                 FROM tenants t WHERE t.tenant_id IS NOT NULL) \
+             SELECT h.tenant_id, h.seq, h.hash FROM tenants t \
+             CROSS JOIN LATERAL (SELECT c.tenant_id, c.seq, c.hash FROM audit_chain c \
+                                 WHERE c.tenant_id = t.tenant_id ORDER BY c.seq DESC LIMIT 1) h \
+             WHERE t.tenant_id IS NOT NULL \
+               AND h.seq > coalesce((SELECT max(k.seq) FROM audit_checkpoints k WHERE k.tenant_id = h.tenant_id), 0)",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+    let checkpoints: Vec<Checkpoint> = heads
+        .iter()
+        .map(|(tenant, seq, hash)| {
+            let hash = <[u8; 32]>::try_from(hash.as_slice()).unwrap_or([0xff; 32]);
+            Checkpoint::sign(key, *tenant, *seq, &hash)
+        })
+        .collect();
+    if checkpoints.is_empty() {
+        return Ok(0);
+    }
+    let bytes = |f: fn(&Checkpoint) -> Vec<u8>| checkpoints.iter().map(f).collect::<Vec<Vec<u8>>>();
+    statements
+        .query(
+            "INSERT INTO audit_checkpoints (tenant_id, seq, head_hash, signed_at, key_id, signature) \
+             SELECT * FROM unnest($1::uuid[], $2::int8[], $3::bytea[], $4::timestamptz[], $5::text[], $6::bytea[])",
+        )
+        .bind(checkpoints.iter().map(|c| c.tenant_id).collect::<Vec<_>>())
+        .bind(checkpoints.iter().map(|c| c.seq).collect::<Vec<_>>())
+        .bind(bytes(|c| c.head_hash_bytes().to_vec()))
+        .bind(checkpoints.iter().map(|c| c.signed_at).collect::<Vec<_>>())
+        .bind(checkpoints.iter().map(|c| c.key_id.clone()).collect::<Vec<_>>())
+        .bind(bytes(|c| crate::hex::decode::<64>(&c.signature).map_or_else(Vec::new, |s| s.to_vec())))
+        .execute(&mut *conn)
+        .await?;
+    Ok(checkpoints.len() as u64)
+}
+
+/// The latest checkpoint of every tenant that has one, as the database holds them.
+pub async fn latest_checkpoints(pool: &PlatformPool) -> Result<Vec<Checkpoint>, DbError> {
+    let mut tx = begin_as_sealer(pool).await?;
+    let rows = pool
+        .statements
+        .query(
+            "WITH RECURSIVE tenants AS ( \
+                 (SELECT tenant_id FROM audit_checkpoints ORDER BY tenant_id LIMIT 1) \
+                 UNION ALL \
+                 SELECT (SELECT k.tenant_id FROM audit_checkpoints k WHERE k.tenant_id > t.tenant_id \
+                         ORDER BY k.tenant_id LIMIT 1) \
+                 FROM tenants t WHERE t.tenant_id IS NOT NULL) \
+             SELECT k.* FROM tenants t \
+             CROSS JOIN LATERAL (SELECT * FROM audit_checkpoints k WHERE k.tenant_id = t.tenant_id \
+                                 ORDER BY k.seq DESC LIMIT 1) k \
+             WHERE t.tenant_id IS NOT NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.rollback().await?;
+    Ok(rows.iter().map(checkpoint_from_row).collect::<Result<_, _>>()?)
+}
+
+/// A row of `audit_checkpoints` (every column).
+pub(crate) fn checkpoint_from_row(row: &PgRow) -> Result<Checkpoint, sqlx::Error> {
+    Ok(Checkpoint {
+        tenant_id: row.try_get("tenant_id")?,
+        seq: row.try_get("seq")?,
+        head_hash: crate::hex::encode(&row.try_get::<Vec<u8>, _>("head_hash")?),
+        signed_at: row.try_get("signed_at")?,
+        key_id: row.try_get("key_id")?,
+        signature: crate::hex::encode(&row.try_get::<Vec<u8>, _>("signature")?),
+    })
 }
 
 /// How far the sealer is behind: the committed rows it has not chained yet.
@@ -87,7 +196,8 @@ pub async fn lag(pool: &PlatformPool) -> Result<SealerLag, DbError> {
         .query_as(
             "SELECT count(*), extract(epoch FROM clock_timestamp() - min(a.created_at))::float8 \
              FROM audit_logs a \
-             WHERE a.xact_id >= (SELECT watermark FROM audit_sealer) \
+             WHERE (a.xact_id >= pg_snapshot_xmax((SELECT watermark FROM audit_sealer)) \
+                    OR a.xact_id = ANY (ARRAY(SELECT pg_snapshot_xip(watermark) FROM audit_sealer))) \
                AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.tenant_id = a.tenant_id AND c.audit_id = a.id)",
         )
         .fetch_one(&mut *tx)

@@ -2,14 +2,49 @@
 //! sealer should have chained.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 
 use super::begin_as_sealer;
-use super::canonical::CanonicalRow;
-use super::check::{Break, BreakKind, Link, breaks};
+use super::canonical::{CanonicalRow, GENESIS};
+use super::check::{Break, BreakKind, Link, breaks_after, checkpoint_breaks};
+use super::checkpoint::{AuditPublicKey, Checkpoint};
+use super::seal::checkpoint_from_row;
+use super::sink::{CheckpointSink, SinkError};
 use crate::domain::TenantId;
 use crate::{DbError, PlatformPool};
+
+/// What the verifier trusts that the database cannot change: the public keys of the signing key
+/// (current and past), and the sink holding the checkpoints.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// Public keys, by key id.
+    pub keys: Vec<AuditPublicKey>,
+    /// The checkpoints kept outside the database; `None`: only the database's copies (whose
+    /// signatures are still checked).
+    pub sink: Option<CheckpointSink>,
+}
+
+/// Why a check could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Reading the database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Reading the sink failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+impl From<sqlx::Error> for VerifyError {
+    fn from(error: sqlx::Error) -> VerifyError {
+        VerifyError::Db(error.into())
+    }
+}
+
+/// How long after its `created_at` a row may be sealed before it counts as late: longer than any
+/// transaction of the service (its statement timeout is at most a few minutes).
+pub const LATE_AFTER_SECONDS: i64 = 600;
 
 /// What the check found for one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -22,6 +57,12 @@ pub struct TenantVerdict {
     pub head: Option<i64>,
     /// Rows committed since the sealer's last pass, not chained yet (not a break).
     pub unsealed: u64,
+    /// The last place a signed checkpoint vouches for (`None`: no checkpoint yet).
+    pub checkpoint: Option<i64>,
+    /// Rows sealed more than [`LATE_AFTER_SECONDS`] after their `created_at`: a transaction held
+    /// open that long, or a row written with an old time behind the triggers' back. Not a break
+    /// (the chain holds them faithfully), but worth a look.
+    pub late: u64,
     /// Every break, in sequence order.
     pub breaks: Vec<Break>,
 }
@@ -34,8 +75,12 @@ impl TenantVerdict {
 }
 
 /// Checks the chain of `tenant`, or of every tenant with audit rows or chain entries, in one
-/// snapshot, as `carevault_sealer` (read only).
-pub async fn verify(pool: &PlatformPool, tenant: Option<TenantId>) -> Result<Vec<TenantVerdict>, DbError> {
+/// snapshot, as `carevault_sealer` (read only), against the checkpoints `trust` vouches for.
+pub async fn verify(
+    pool: &PlatformPool,
+    tenant: Option<TenantId>,
+    trust: &Trust,
+) -> Result<Vec<TenantVerdict>, VerifyError> {
     let mut tx = begin_as_sealer(pool).await?;
     let tenants: Vec<TenantId> = match tenant {
         Some(tenant) => vec![tenant],
@@ -46,54 +91,153 @@ pub async fn verify(pool: &PlatformPool, tenant: Option<TenantId>) -> Result<Vec
                 .await?
         }
     };
-    let watermark: String =
-        pool.statements.query_scalar("SELECT watermark::text FROM audit_sealer").fetch_one(&mut *tx).await?;
     let mut verdicts = Vec::with_capacity(tenants.len());
     for tenant_id in tenants {
-        let rows = pool
-            .statements
-            .query(
-                "SELECT c.seq, c.prev_hash, c.hash, a.id IS NOT NULL AS present, a.id, a.created_at, a.user_id, \
-                        a.action::text AS action, a.resource_type::text AS resource_type, a.resource_id, \
-                        a.ip_address::text AS ip_address, a.user_agent, a.metadata::text AS metadata \
-                 FROM audit_chain c LEFT JOIN audit_logs a ON a.tenant_id = c.tenant_id AND a.id = c.audit_id \
-                 WHERE c.tenant_id = $1 ORDER BY c.seq",
-            )
-            .bind(tenant_id)
-            .fetch_all(&mut *tx)
-            .await?;
-        let links = rows.iter().map(|row| link(tenant_id, row)).collect::<Result<Vec<Link>, sqlx::Error>>()?;
-        let mut found = breaks(&links);
-        let head = links.last().map(|l| l.seq);
-        // A row of a transaction below the watermark was visible to a completed pass: unchained,
+        let links = read_links(pool, &mut tx, tenant_id, SeqRange::ALL).await?;
+        // A row of a transaction the last complete pass saw finished was visible to it: unchained,
         // it was put there behind the sealer's back.
         let (behind, unsealed): (i64, i64) = pool
             .statements
             .query_as(
-                "SELECT count(*) FILTER (WHERE a.xact_id < $2::xid8), count(*) FILTER (WHERE a.xact_id >= $2::xid8) \
-                 FROM audit_logs a WHERE a.tenant_id = $1 \
+                "SELECT count(*) FILTER (WHERE pg_visible_in_snapshot(a.xact_id, s.watermark)), \
+                        count(*) FILTER (WHERE NOT pg_visible_in_snapshot(a.xact_id, s.watermark)) \
+                 FROM audit_logs a CROSS JOIN audit_sealer s WHERE a.tenant_id = $1 \
                    AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.tenant_id = a.tenant_id AND c.audit_id = a.id)",
             )
             .bind(tenant_id)
-            .bind(&watermark)
             .fetch_one(&mut *tx)
             .await?;
+        let stored = read_checkpoints(pool, &mut tx, tenant_id, SeqRange::ALL).await?;
+        let kept = match &trust.sink {
+            Some(sink) => sink.read(tenant_id)?,
+            None => Vec::new(),
+        };
+        let mut verdict = judge(tenant_id, &links, (1, GENESIS), &stored, &kept, &trust.keys);
         if behind > 0 {
-            found.push(Break { seq: head.unwrap_or(0) + 1, kind: BreakKind::InsertedRow });
+            verdict.breaks.push(Break { seq: verdict.head.unwrap_or(0) + 1, kind: BreakKind::InsertedRow });
         }
-        verdicts.push(TenantVerdict {
-            tenant_id,
-            chained: links.len() as u64,
-            head,
-            unsealed: unsealed as u64,
-            breaks: found,
-        });
+        verdict.unsealed = unsealed as u64;
+        verdicts.push(verdict);
     }
     tx.rollback().await?;
     Ok(verdicts)
 }
 
-fn link(tenant_id: TenantId, row: &PgRow) -> Result<Link, sqlx::Error> {
+/// The verdict on one tenant's `links` (a whole chain from `(1, GENESIS)`, or a part of one from
+/// its first entry), with the database's checkpoints `stored` and the sink's `kept`.
+pub(super) fn judge(
+    tenant_id: TenantId,
+    links: &[StoredLink],
+    (first_seq, first_prev): (i64, [u8; 32]),
+    stored: &[Checkpoint],
+    kept: &[Checkpoint],
+    keys: &[AuditPublicKey],
+) -> TenantVerdict {
+    let chain: Vec<Link> = links.iter().map(|l| l.link.clone()).collect();
+    let mut found = breaks_after(&chain, first_seq, first_prev);
+    found.extend(checkpoint_breaks(&chain, stored, kept, keys));
+    found.sort_by_key(|b| b.seq);
+    let checkpoint = stored
+        .iter()
+        .chain(kept)
+        .filter(|c| c.is_signed_by(keys) && chain.iter().any(|l| l.seq == c.seq && l.hash == c.head_hash_bytes()))
+        .map(|c| c.seq)
+        .max();
+    TenantVerdict {
+        tenant_id,
+        chained: chain.len() as u64,
+        head: chain.last().map(|l| l.seq),
+        unsealed: 0,
+        checkpoint,
+        late: links.iter().filter(|l| l.is_late()).count() as u64,
+        breaks: found,
+    }
+}
+
+/// Which places of a chain to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqRange {
+    /// First place (inclusive).
+    pub from: i64,
+    /// Last place (inclusive).
+    pub to: i64,
+}
+
+impl SeqRange {
+    /// The whole chain.
+    pub const ALL: SeqRange = SeqRange { from: 1, to: i64::MAX };
+}
+
+/// A chain entry as read, with the row it names (the times kept for the export).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct StoredLink {
+    pub(super) link: Link,
+    pub(super) row: Option<CanonicalRow>,
+}
+
+impl StoredLink {
+    /// Sealed more than [`LATE_AFTER_SECONDS`] after its row's `created_at`.
+    fn is_late(&self) -> bool {
+        self.row.as_ref().is_some_and(|r| {
+            self.link.sealed_at_micros.saturating_sub(r.created_at_micros) > LATE_AFTER_SECONDS * 1_000_000
+        })
+    }
+}
+
+/// The entries of `tenant`'s chain in `range`, with their rows, by sequence number.
+pub(super) async fn read_links(
+    pool: &PlatformPool,
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    range: SeqRange,
+) -> Result<Vec<StoredLink>, sqlx::Error> {
+    let rows = pool
+        .statements
+        .query(
+            // Times outside the CHECK's range (an owner's rewrite) read as NULL rather than
+            // failing the decoder, which panics far enough out: they make an altered row.
+            "SELECT c.seq, c.prev_hash, c.hash, a.id IS NOT NULL AS present, a.id, \
+                    CASE WHEN c.sealed_at BETWEEN '1970-01-01Z' AND '9999-12-31Z' THEN c.sealed_at END AS sealed_at, \
+                    CASE WHEN a.created_at BETWEEN '1970-01-01Z' AND '9999-12-31Z' THEN a.created_at END AS created_at, \
+                    a.user_id, a.action::text AS action, a.resource_type::text AS resource_type, a.resource_id, \
+                    a.ip_address::text AS ip_address, a.user_agent, a.metadata::text AS metadata \
+             FROM audit_chain c LEFT JOIN audit_logs a ON a.tenant_id = c.tenant_id AND a.id = c.audit_id \
+             WHERE c.tenant_id = $1 AND c.seq BETWEEN $2 AND $3 ORDER BY c.seq",
+        )
+        .bind(tenant)
+        .bind(range.from)
+        .bind(range.to)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(|row| stored_link(tenant, row)).collect()
+}
+
+/// The database's checkpoints of `tenant` in `range`, by sequence number.
+pub(super) async fn read_checkpoints(
+    pool: &PlatformPool,
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    range: SeqRange,
+) -> Result<Vec<Checkpoint>, sqlx::Error> {
+    pool.statements
+        .query("SELECT * FROM audit_checkpoints WHERE tenant_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq")
+        .bind(tenant)
+        .bind(range.from)
+        .bind(range.to)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(checkpoint_from_row)
+        .collect()
+}
+
+/// A time as microseconds since 1970; a time no real row has (`i64::MIN`) when the database's is
+/// out of range: it matches no hash.
+fn micros(time: Option<DateTime<Utc>>) -> i64 {
+    time.map_or(i64::MIN, |t| t.timestamp_micros())
+}
+
+fn stored_link(tenant_id: TenantId, row: &PgRow) -> Result<StoredLink, sqlx::Error> {
     let hash = |column: &str| -> Result<[u8; 32], sqlx::Error> {
         let bytes: Vec<u8> = row.try_get(column)?;
         // The table's CHECK keeps hashes at 32 bytes; one that is not (the check dropped) can
@@ -101,11 +245,10 @@ fn link(tenant_id: TenantId, row: &PgRow) -> Result<Link, sqlx::Error> {
         Ok(<[u8; 32]>::try_from(bytes.as_slice()).unwrap_or([0xff; 32]))
     };
     let stored = if row.try_get::<bool, _>("present")? {
-        let created_at: DateTime<Utc> = row.try_get("created_at")?;
         Some(CanonicalRow {
             tenant_id: tenant_id.as_uuid(),
             id: row.try_get("id")?,
-            created_at_micros: created_at.timestamp_micros(),
+            created_at_micros: micros(row.try_get("created_at")?),
             user_id: row.try_get("user_id")?,
             action: row.try_get("action")?,
             resource_type: row.try_get("resource_type")?,
@@ -117,5 +260,7 @@ fn link(tenant_id: TenantId, row: &PgRow) -> Result<Link, sqlx::Error> {
     } else {
         None
     };
-    Ok(Link::new(row.try_get("seq")?, hash("prev_hash")?, hash("hash")?, stored))
+    let sealed_at = micros(row.try_get("sealed_at")?);
+    let link = Link::new(row.try_get("seq")?, sealed_at, hash("prev_hash")?, hash("hash")?, stored.clone());
+    Ok(StoredLink { link, row: stored })
 }

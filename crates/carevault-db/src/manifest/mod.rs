@@ -148,7 +148,7 @@ fn audit_insert(role: &'static str) -> Grant {
 /// The trigger functions pin `search_path` so that a session cannot shadow what they call.
 const PINNED: &[&str] = &["search_path=pg_catalog"];
 
-const FUNCTIONS: [Function; 12] = [
+const FUNCTIONS: [Function; 13] = [
     Function {
         signature: "public.carevault_current_tenant()",
         language: "plpgsql",
@@ -183,7 +183,16 @@ const FUNCTIONS: [Function; 12] = [
         security_definer: false,
         config: PINNED,
         executable_by: &[],
-        fingerprint: "9d440941f8fa04d476dcb49a51582b805a19f239dedee0f54280ba2f130916a8",
+        fingerprint: "4f27583aba730941b395d03418a5d726282363862042c64cfee504dd6b9e3f45",
+    },
+    Function {
+        signature: "public.audit_checkpoint_matches_chain()",
+        language: "plpgsql",
+        volatility: 'v',
+        security_definer: false,
+        config: PINNED,
+        executable_by: &[],
+        fingerprint: "60a52399d55511ab6e49e7c619b82bad1419e7ce66fba4c77d68063b3bb24f3c",
     },
     Function {
         signature: "public.audit_log_stamp()",
@@ -195,13 +204,13 @@ const FUNCTIONS: [Function; 12] = [
         fingerprint: "7616cf6cf764a262011f8260d4bb29de15360b2e493e716222b755756af30554",
     },
     Function {
-        signature: "public.audit_row_hash(bytea, bigint, audit_logs)",
+        signature: "public.audit_row_hash(bytea, bigint, timestamp with time zone, audit_logs)",
         language: "sql",
         volatility: 's',
         security_definer: false,
         config: PINNED,
         executable_by: &[SEALER_ROLE],
-        fingerprint: "9c53fc43ee5f73ffd86122f269f4798fc66d95aaf62d322b648c499b1ea1322d",
+        fingerprint: "2d70dec0973dc533f1f5f08bff36933f0d165fd64133891339ab1b04d0165ded",
     },
     Function {
         signature: "public.prevent_audit_log_modification()",
@@ -259,7 +268,31 @@ const FUNCTIONS: [Function; 12] = [
     },
 ];
 
-const TRIGGERS: [Trigger; 14] = [
+const TRIGGERS: [Trigger; 18] = [
+    Trigger {
+        table: "public.audit_checkpoints",
+        name: "audit_checkpoints_match",
+        tgtype: TriggerType(TriggerType::ROW | TriggerType::BEFORE | TriggerType::INSERT),
+        function: "public.audit_checkpoint_matches_chain",
+    },
+    Trigger {
+        table: "public.audit_checkpoints",
+        name: "audit_checkpoints_no_update",
+        tgtype: TriggerType::BEFORE_UPDATE_ROW,
+        function: "public.refuse_audit_chain_change",
+    },
+    Trigger {
+        table: "public.audit_checkpoints",
+        name: "audit_checkpoints_no_delete",
+        tgtype: TriggerType(TriggerType::ROW | TriggerType::BEFORE | TriggerType::DELETE),
+        function: "public.refuse_audit_chain_change",
+    },
+    Trigger {
+        table: "public.audit_checkpoints",
+        name: "audit_checkpoints_no_truncate",
+        tgtype: TriggerType(TriggerType::BEFORE | TriggerType::TRUNCATE),
+        function: "public.refuse_audit_chain_change",
+    },
     Trigger {
         table: "public.audit_logs",
         name: "audit_logs_stamp",
@@ -354,6 +387,7 @@ impl Manifest {
         let table = |name: &str, tenant_column| TenantTable { name: name.to_string(), tenant_column };
         let tenant_tables = vec![
             table("public.audit_chain", "tenant_id"),
+            table("public.audit_checkpoints", "tenant_id"),
             table("public.audit_logs", "tenant_id"),
             table("public.documents", "tenant_id"),
             table("public.tenants", "id"),
@@ -378,6 +412,30 @@ impl Manifest {
             policy(
                 "public.audit_chain",
                 "audit_chain_sealer_insert_policy",
+                true,
+                Command::Insert,
+                SEALER_ROLE,
+                "true",
+            ),
+            policy(
+                "public.audit_checkpoints",
+                "audit_checkpoints_isolation_policy",
+                true,
+                Command::All,
+                APP_ROLE,
+                &row,
+            ),
+            policy(
+                "public.audit_checkpoints",
+                "audit_checkpoints_sealer_select_policy",
+                true,
+                Command::Select,
+                SEALER_ROLE,
+                "true",
+            ),
+            policy(
+                "public.audit_checkpoints",
+                "audit_checkpoints_sealer_insert_policy",
                 true,
                 Command::Insert,
                 SEALER_ROLE,
@@ -413,6 +471,8 @@ impl Manifest {
             .chain(grants(PLATFORM_ROLE, "public.tenants", &[Select, Insert, Update]))
             .chain(grants(PLATFORM_ROLE, "public.audit_logs", &[Select]))
             .chain(grants(APP_ROLE, "public.audit_chain", &[Select]))
+            .chain(grants(APP_ROLE, "public.audit_checkpoints", &[Select]))
+            .chain(grants(SEALER_ROLE, "public.audit_checkpoints", &[Select, Insert]))
             .chain(grants(SEALER_ROLE, "public.audit_logs", &[Select]))
             .chain(grants(SEALER_ROLE, "public.audit_chain", &[Select]))
             .chain(grants(SEALER_ROLE, "public.audit_sealer", &[Select]))

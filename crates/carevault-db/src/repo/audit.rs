@@ -3,6 +3,7 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
+use crate::audit_chain::Checkpoint;
 use crate::domain::{AuditAction, AuditLogId, AuditResourceType, Cursor, Page, PageLimit, TenantId, UserId};
 use crate::{DbError, TenantTx};
 
@@ -111,6 +112,24 @@ impl AuditLog<'_> {
         details: Value,
     ) -> Result<(), DbError> {
         self.tx.audit(action, resource_id, details).await
+    }
+
+    /// The tenant's latest signed checkpoint, if there is one (itself audited `audit.read`, with
+    /// the checkpoint's place).
+    #[tracing::instrument(skip_all)]
+    pub async fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, DbError> {
+        let tenant_id = self.tx.tenant_id();
+        let row = self
+            .tx
+            .sql()
+            .query("SELECT * FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(tenant_id)
+            .fetch_optional(self.tx.conn())
+            .await?;
+        let checkpoint = row.as_ref().map(crate::audit_chain::seal::checkpoint_from_row).transpose()?;
+        let seq = checkpoint.as_ref().map(|c| c.seq);
+        self.tx.audit(AuditAction::AuditRead, tenant_id.as_uuid(), json!({ "checkpoint": seq })).await?;
+        Ok(checkpoint)
     }
 
     /// A page of audit rows, newest first (itself audited `audit.read`).

@@ -1,7 +1,7 @@
 //! The audit chain (migration 19): time and order of audit rows, the sealer, the checks, as the
 //! roles that run them. Tampering is done as the superuser, who is the attacker here.
 
-use carevault_db::audit_chain::{self, BreakKind, Sealed, TenantVerdict};
+use carevault_db::audit_chain::{self, AuditSigningKey, BreakKind, CheckpointSink, Sealed, TenantVerdict, Trust};
 use carevault_db::{AuditAction, AuditContext, PlatformPool, TenantId, TenantTx, UserRole};
 use carevault_testdb::TestDb;
 use serde_json::json;
@@ -9,17 +9,28 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::fixtures::{as_user, tenant, user};
 
+fn signing_key() -> AuditSigningKey {
+    AuditSigningKey::parse(&"07".repeat(32)).unwrap()
+}
+
+/// A pass that signs no checkpoint; the rows it chained.
 async fn sealed(platform: &PlatformPool) -> u64 {
-    match audit_chain::seal(platform).await.unwrap() {
-        Sealed::Rows(rows) => rows,
+    match audit_chain::seal(platform, None).await.unwrap() {
+        Sealed::Done { chained, .. } => chained,
         Sealed::Busy => panic!("no other sealer runs here"),
     }
 }
 
-async fn verdict(platform: &PlatformPool, tenant: TenantId) -> TenantVerdict {
-    let mut verdicts = audit_chain::verify(platform, Some(tenant)).await.unwrap();
+/// The verdict on `tenant`, trusting the test key and, when given, `sink`.
+async fn verdict_with(platform: &PlatformPool, tenant: TenantId, sink: Option<&CheckpointSink>) -> TenantVerdict {
+    let trust = Trust { keys: vec![signing_key().public_key()], sink: sink.cloned() };
+    let mut verdicts = audit_chain::verify(platform, Some(tenant), &trust).await.unwrap();
     assert_eq!(verdicts.len(), 1);
     verdicts.remove(0)
+}
+
+async fn verdict(platform: &PlatformPool, tenant: TenantId) -> TenantVerdict {
+    verdict_with(platform, tenant, None).await
 }
 
 async fn first_break(platform: &PlatformPool, tenant: TenantId) -> Option<(i64, BreakKind)> {
@@ -143,6 +154,32 @@ async fn the_sealer_role_can_append_at_the_head_and_nothing_else() {
     assert!(verdict(&platform, a).await.intact());
 }
 
+/// A row whose hash cannot be computed would stop every pass, for every tenant: each hashed value
+/// is bounded by a CHECK, which holds for every role that may insert audit rows.
+#[tokio::test]
+async fn no_role_can_write_an_audit_row_the_sealer_cannot_hash() {
+    let db = TestDb::new().await;
+    let platform = db.platform_pool();
+    let a = tenant(&platform, "A").await;
+    let mut conn = PgConnection::connect(&db.ops_url()).await.unwrap();
+    for (poison, constraint) in [
+        // Ten numbers of 131,000 digits: a few hundred bytes stored, 1.3 MB as text (8,300 of them,
+        // 133 kB stored, would be 1.09 GB, more than PostgreSQL can print).
+        ("jsonb_agg('1e131000'::numeric), NULL FROM generate_series(1, 10)", "audit_logs_hashable_metadata"),
+        ("'{}'::jsonb, repeat('x', 4097)", "audit_logs_hashable_user_agent"),
+    ] {
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query("SET LOCAL ROLE carevault_platform").execute(&mut *tx).await.unwrap();
+        let sql = format!(
+            "INSERT INTO audit_logs (tenant_id, action, resource_type, resource_id, metadata, user_agent) \
+             SELECT $1, 'tenant.read', 'tenant', $1, {poison}"
+        );
+        let refused = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(a).execute(&mut *tx).await.unwrap_err();
+        assert!(refused.to_string().contains(constraint), "{refused}");
+    }
+    assert!(matches!(audit_chain::seal(&platform, None).await.unwrap(), Sealed::Done { chained: 1, .. }));
+}
+
 #[tokio::test]
 async fn one_sealer_runs_at_a_time() {
     let db = TestDb::new().await;
@@ -150,9 +187,9 @@ async fn one_sealer_runs_at_a_time() {
     let owner = db.owner_pool().await;
     let mut holder = owner.begin().await.unwrap();
     sqlx::query("SELECT * FROM audit_sealer FOR UPDATE").execute(&mut *holder).await.unwrap();
-    assert_eq!(audit_chain::seal(&platform).await.unwrap(), Sealed::Busy);
+    assert_eq!(audit_chain::seal(&platform, None).await.unwrap(), Sealed::Busy);
     holder.rollback().await.unwrap();
-    assert!(matches!(audit_chain::seal(&platform).await.unwrap(), Sealed::Rows(_)));
+    assert!(matches!(audit_chain::seal(&platform, None).await.unwrap(), Sealed::Done { .. }));
 }
 
 /// Runs `statements` (`$1` the tenant) as the superuser with triggers off
@@ -246,4 +283,121 @@ async fn the_migration_chains_the_rows_already_there_in_time_order() {
     let verdict = verdict(&platform, a).await;
     assert!(verdict.intact() && verdict.chained >= 23 && verdict.unsealed == 0, "{verdict:?}");
     assert_eq!(sealed(&platform).await, 0, "the migration left nothing to seal");
+}
+
+/// A scratch checkpoint directory, removed when dropped.
+struct ScratchSink(CheckpointSink);
+
+impl ScratchSink {
+    fn new() -> ScratchSink {
+        let dir = std::env::temp_dir().join(format!("carevault-checkpoints-{}", uuid::Uuid::new_v4().simple()));
+        ScratchSink(CheckpointSink::directory(dir))
+    }
+}
+
+impl Drop for ScratchSink {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0.dir());
+    }
+}
+
+/// Ten rows of tenant A, sealed with a checkpoint signed and kept in `sink` after the first
+/// eight: the chain head is 11 (with the tenant's creation row), the checkpoint at 9.
+async fn checkpointed_chain(db: &TestDb, sink: &CheckpointSink) -> (PlatformPool, TenantId) {
+    let (platform, app) = (db.platform_pool(), db.app_pool(1));
+    let a = tenant(&platform, "A").await;
+    for n in 0..10 {
+        if n == 8 {
+            let signed = audit_chain::seal(&platform, Some(&signing_key())).await.unwrap();
+            assert_eq!(signed, Sealed::Done { chained: 9, checkpointed: 1 });
+            for checkpoint in audit_chain::latest_checkpoints(&platform).await.unwrap() {
+                sink.write(&checkpoint).unwrap();
+            }
+        }
+        let mut tx = TenantTx::begin(&app, a, AuditContext::default()).await.unwrap();
+        tx.audit_log().append(AuditAction::AccessDenied, a.as_uuid(), json!({ "n": n })).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    sealed(&platform).await;
+    let verdict = verdict_with(&platform, a, Some(sink)).await;
+    assert!(verdict.intact() && verdict.head == Some(11) && verdict.checkpoint == Some(9), "{verdict:?}");
+    (platform, a)
+}
+
+#[tokio::test]
+async fn checkpoints_find_a_recomputed_chain_a_cut_tail_and_a_replaced_checkpoint() {
+    let rewrite_and_recompute: &[&str] = &[
+        "UPDATE audit_logs SET action = 'tenant.read' \
+         WHERE id = (SELECT audit_id FROM audit_chain WHERE tenant_id = $1 AND seq = 5)",
+        // Recompute every entry from 5 on, as the format allows anyone to.
+        "DO $$ DECLARE e record; prev bytea; BEGIN \
+           FOR e IN SELECT c.seq, c.audit_id, c.tenant_id, c.sealed_at FROM audit_chain c \
+                    WHERE c.seq >= 5 ORDER BY c.tenant_id, c.seq LOOP \
+             SELECT hash INTO prev FROM audit_chain WHERE tenant_id = e.tenant_id AND seq = e.seq - 1; \
+             UPDATE audit_chain SET prev_hash = prev, \
+                    hash = audit_row_hash(prev, e.seq, e.sealed_at, (SELECT l FROM audit_logs l WHERE l.id = e.audit_id)) \
+             WHERE tenant_id = e.tenant_id AND seq = e.seq; \
+           END LOOP; END $$",
+    ];
+    let cut_tail: &[&str] = &[
+        "DELETE FROM audit_logs WHERE id IN (SELECT audit_id FROM audit_chain WHERE tenant_id = $1 AND seq >= 8)",
+        "DELETE FROM audit_chain WHERE tenant_id = $1 AND seq >= 8",
+    ];
+    let replace_checkpoint: &[&str] =
+        &["UPDATE audit_checkpoints SET signed_at = signed_at + interval '1 second' WHERE tenant_id = $1"];
+    let cases = [
+        (rewrite_and_recompute, (1, BreakKind::CheckpointMismatch), "the chain after the last good checkpoint"),
+        (cut_tail, (8, BreakKind::TruncatedTail), "the first removed place"),
+        (replace_checkpoint, (9, BreakKind::CheckpointSignature), "the replaced checkpoint"),
+    ];
+    for (statements, expected, what) in cases {
+        let db = TestDb::new().await;
+        let sink = ScratchSink::new();
+        let (platform, a) = checkpointed_chain(&db, &sink.0).await;
+        tamper(&db, statements, a).await;
+        let links_only = verdict(&platform, a).await;
+        let with_sink = verdict_with(&platform, a, Some(&sink.0)).await;
+        assert_eq!(with_sink.breaks.first().map(|b| (b.seq, b.kind)), Some(expected), "{what}: {with_sink:?}");
+        if statements == rewrite_and_recompute {
+            // The links alone are consistent: only the checkpoint (here the database's copy) tells.
+            let kinds: Vec<BreakKind> = links_only.breaks.iter().map(|b| b.kind).collect();
+            assert_eq!(kinds, [BreakKind::CheckpointMismatch], "{links_only:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_sink_never_overwrites_and_the_database_refuses_a_checkpoint_of_a_head_it_does_not_hold() {
+    let db = TestDb::new().await;
+    let sink = ScratchSink::new();
+    let (platform, a) = checkpointed_chain(&db, &sink.0).await;
+    let kept = sink.0.read(a).unwrap();
+    assert_eq!(kept.len(), 1);
+    let mut forged = kept[0].clone();
+    forged.head_hash = "00".repeat(32);
+    assert!(matches!(sink.0.write(&forged), Err(audit_chain::SinkError::Conflict { .. })));
+    sink.0.write(&kept[0]).expect("the same checkpoint again is fine");
+    assert_eq!(sink.0.read(a).unwrap(), kept);
+
+    let mut conn = PgConnection::connect(&db.ops_url()).await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE carevault_sealer").execute(&mut *tx).await.unwrap();
+    let refused = sqlx::query(
+        "INSERT INTO audit_checkpoints (tenant_id, seq, head_hash, signed_at, key_id, signature) \
+         VALUES ($1, 10, sha256('x'), now(), '0123456789abcdef', decode(repeat('00', 64), 'hex'))",
+    )
+    .bind(a)
+    .execute(&mut *tx)
+    .await;
+    assert!(refused.is_err(), "a checkpoint of a head the chain does not hold");
+    drop(tx);
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE carevault_sealer").execute(&mut *tx).await.unwrap();
+    let refused = sqlx::query("DELETE FROM audit_checkpoints").execute(&mut *tx).await;
+    assert!(refused.is_err(), "checkpoints are append-only");
+    drop(tx);
+    // The next pass signs the head that moved since.
+    let signed = audit_chain::seal(&platform, Some(&signing_key())).await.unwrap();
+    assert_eq!(signed, Sealed::Done { chained: 0, checkpointed: 1 });
+    assert_eq!(verdict(&platform, a).await.checkpoint, Some(11));
 }

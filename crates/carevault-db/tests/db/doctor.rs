@@ -295,7 +295,7 @@ async fn a_sealer_that_falls_behind_is_a_warning_until_a_pass_runs() {
     assert!(sealer.message.starts_with("1 audit rows are not in the hash chain"), "{sealer:?}");
     assert!(sealer.fix.as_deref().unwrap().starts_with("carevault audit seal"));
 
-    carevault_db::audit_chain::seal(&db.platform_pool()).await.unwrap();
+    carevault_db::audit_chain::seal(&db.platform_pool(), None).await.unwrap();
     let checks = doctor::run(&owner, &ctx()).await.unwrap();
     assert!(checks.iter().all(|c| c.status == Status::Pass), "{}", describe(&checks));
     owner.close().await;

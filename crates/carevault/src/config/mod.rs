@@ -12,8 +12,10 @@
 //! - `auth`: token verification (OIDC, development tokens);
 //! - `origins`: CORS origins and trusted proxies;
 //! - `limits`: connections, header-read timeout and request rate limits;
+//! - `audit`: the audit chain's sealer, signing key and checkpoint sink;
 //! - `serve`: all of it for `carevault serve`.
 
+mod audit;
 mod auth;
 mod database;
 mod limits;
@@ -26,6 +28,7 @@ mod test_support;
 mod variables;
 mod vars;
 
+pub use audit::{AuditConfig, audit_config};
 pub use auth::auth_config;
 pub use database::{DatabaseConfig, embedded_allowed};
 pub use listen::{listen_addr, local_addr};

@@ -11,6 +11,7 @@ use carevault_api::{ApiConfig, Environment, JitProvisioning};
 use carevault_db::tenant_context::TenantContextKey;
 use carevault_db::{PoolConfig, Pooler};
 
+use super::audit::{AuditConfig, audit_with};
 use super::auth::auth_with;
 use super::database::{DatabaseConfig, database_with};
 use super::limits::{connections_with, rate_limits_with};
@@ -41,10 +42,8 @@ pub struct ServeConfig {
     /// indexes in line (`carevault_db::search_index`) when it has the owner's URL; `None` (0):
     /// never, `carevault search reconcile` runs on a schedule instead.
     pub search_index_interval: Option<Duration>,
-    /// `AUDIT_SEAL_INTERVAL_SECONDS`: how often the server chains the committed audit rows
-    /// (`carevault_db::audit_chain::seal`); `None` (0): never, `carevault audit seal` runs on a
-    /// schedule instead.
-    pub audit_seal_interval: Option<Duration>,
+    /// The audit chain's settings (`AUDIT_*`).
+    pub audit: AuditConfig,
     /// `TENANT_CONTEXT_KEY`: the key that proves the tenant context to the database. Required in
     /// production; otherwise, when unset, `serve` generates one and keeps it in the data
     /// directory.
@@ -54,10 +53,6 @@ pub struct ServeConfig {
 /// The default of `SEARCH_INDEX_INTERVAL_SECONDS`: a tenant that crosses the threshold waits at
 /// most this long (plus the build) for its index, searched exactly meanwhile.
 pub const DEFAULT_SEARCH_INDEX_INTERVAL: Duration = Duration::from_secs(30);
-
-/// The default of `AUDIT_SEAL_INTERVAL_SECONDS`: a committed audit row is chained within about
-/// this long (plus the pass).
-pub const DEFAULT_AUDIT_SEAL_INTERVAL: Duration = Duration::from_secs(1);
 
 impl fmt::Debug for ServeConfig {
     // Why by hand: ApiConfig's derived Debug would print PLATFORM_API_TOKEN.
@@ -70,7 +65,7 @@ impl fmt::Debug for ServeConfig {
             .field("allowed_origins", &self.api.allowed_origins)
             .field("trusted_proxies", &self.api.trusted_proxies)
             .field("search_index_interval", &self.search_index_interval)
-            .field("audit_seal_interval", &self.audit_seal_interval)
+            .field("audit", &self.audit)
             .field("request_timeout", &self.api.request_timeout)
             .field("max_body_bytes", &self.api.max_body_bytes)
             .field("batch_request_timeout", &self.api.batch_request_timeout)
@@ -100,9 +95,7 @@ pub fn serve_config(lookup: &dyn Fn(&str) -> Option<String>, listen: Option<&str
     let search_index_interval =
         vars.duration("SEARCH_INDEX_INTERVAL_SECONDS", Unit::Seconds, DEFAULT_SEARCH_INDEX_INTERVAL, 0, 86_400);
     let search_index_interval = (!search_index_interval.is_zero()).then_some(search_index_interval);
-    let audit_seal_interval =
-        vars.duration("AUDIT_SEAL_INTERVAL_SECONDS", Unit::Seconds, DEFAULT_AUDIT_SEAL_INTERVAL, 0, 3_600);
-    let audit_seal_interval = (!audit_seal_interval.is_zero()).then_some(audit_seal_interval);
+    let audit = audit_with(&mut vars, environment);
     let tenant_context_key = tenant_context_key_with(&mut vars, environment);
     vars.finish(ServeConfig {
         environment,
@@ -112,7 +105,7 @@ pub fn serve_config(lookup: &dyn Fn(&str) -> Option<String>, listen: Option<&str
         api,
         auth,
         search_index_interval,
-        audit_seal_interval,
+        audit,
         tenant_context_key,
     })
 }
@@ -273,8 +266,6 @@ mod tests {
         assert_eq!(off.search_index_interval, None);
         let refused = serve(&[("SEARCH_INDEX_INTERVAL_SECONDS", "86401")], None).expect_err("above a day");
         assert!(mentions(&refused.0, &["SEARCH_INDEX_INTERVAL_SECONDS", "0 to 86400"]), "{:?}", refused.0);
-        assert_eq!(serve(&[], None).expect("valid").audit_seal_interval, Some(DEFAULT_AUDIT_SEAL_INTERVAL));
-        assert_eq!(serve(&[("AUDIT_SEAL_INTERVAL_SECONDS", "0")], None).expect("valid").audit_seal_interval, None);
         let refused = serve(&[("AUDIT_SEAL_INTERVAL_SECONDS", "3601")], None).expect_err("above an hour");
         assert!(mentions(&refused.0, &["AUDIT_SEAL_INTERVAL_SECONDS", "0 to 3600"]), "{:?}", refused.0);
     }

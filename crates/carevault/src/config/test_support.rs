@@ -16,6 +16,8 @@ pub const PRODUCTION_OK: &[(&str, &str)] = &[
     ("OIDC_ISSUER_URL", "https://idp.example.com"),
     ("OIDC_CLIENT_ID", "carevault"),
     ("TENANT_CONTEXT_KEY", "prod-1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"),
+    ("AUDIT_SIGNING_KEY", "0707070707070707070707070707070707070707070707070707070707070707"),
+    ("AUDIT_CHECKPOINT_DIR", "/var/lib/carevault/audit-checkpoints"),
 ];
 
 /// The lookup of an environment holding exactly `vars`.

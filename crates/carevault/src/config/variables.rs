@@ -90,6 +90,9 @@ fn the_variable_table_defaults_are_the_applied_defaults() {
         ("BATCH_MAX_BODY_BYTES", "2048"),
         ("SEARCH_INDEX_INTERVAL_SECONDS", "31"),
         ("AUDIT_SEAL_INTERVAL_SECONDS", "2"),
+        ("AUDIT_CHECKPOINT_INTERVAL_SECONDS", "61"),
+        ("AUDIT_SIGNING_KEY", "0707070707070707070707070707070707070707070707070707070707070707"),
+        ("AUDIT_CHECKPOINT_DIR", "/elsewhere"),
         ("HEADER_READ_TIMEOUT_SECONDS", "11"),
         ("WRITE_STALL_TIMEOUT_SECONDS", "31"),
         ("MAX_CONNECTIONS", "513"),
@@ -119,5 +122,5 @@ fn a_refused_value_names_the_default_of_the_table() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 18, "the seventeen numbers and DB_STATEMENT_CACHE");
+    assert_eq!(checked, 19, "the eighteen numbers and DB_STATEMENT_CACHE");
 }

@@ -1,0 +1,191 @@
+//! The export of one tenant's chain as JSON lines, and its verification without a database
+//! (docs/AUDIT_FORMAT.md, "The export").
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::begin_as_sealer;
+use super::canonical::CanonicalRow;
+use super::check::Link;
+use super::checkpoint::{AuditPublicKey, Checkpoint};
+use super::sink::CheckpointSink;
+use super::verify::{SeqRange, StoredLink, TenantVerdict, VerifyError, judge, read_checkpoints, read_links};
+use crate::domain::TenantId;
+use crate::{PlatformPool, hex};
+
+/// One line of an export.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExportLine {
+    /// A chain entry and its row.
+    Entry(ExportEntry),
+    /// A signed checkpoint.
+    Checkpoint(Checkpoint),
+}
+
+/// A chain entry as exported: every value the hash covers, as text where the format hashes text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExportEntry {
+    /// Sequence number.
+    pub seq: i64,
+    /// When it was sealed (RFC 3339, six fractional digits, `Z`; `null` when out of range).
+    pub sealed_at: Option<String>,
+    /// The predecessor's hash (hex).
+    pub prev_hash: String,
+    /// The entry's hash (hex).
+    pub hash: String,
+    /// The audit row (`null` when it is gone).
+    pub row: Option<ExportRow>,
+}
+
+/// An audit row as exported.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExportRow {
+    /// Tenant.
+    pub tenant_id: Uuid,
+    /// Row id.
+    pub id: Uuid,
+    /// RFC 3339, six fractional digits, `Z` (`null` when out of range).
+    pub created_at: Option<String>,
+    /// Acting user.
+    pub user_id: Option<Uuid>,
+    /// Action.
+    pub action: String,
+    /// Resource type.
+    pub resource_type: String,
+    /// Resource id.
+    pub resource_id: Uuid,
+    /// `ip_address::text`.
+    pub ip_address: Option<String>,
+    /// User agent.
+    pub user_agent: Option<String>,
+    /// `metadata::text`, as a string.
+    pub metadata: Option<String>,
+}
+
+/// Why an export could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// A line is not one of the export's objects.
+    #[error("line {line}: {reason}")]
+    Line {
+        /// 1-based.
+        line: usize,
+        /// Why.
+        reason: String,
+    },
+    /// The export holds entries of more than one tenant, or none.
+    #[error("an export holds the chain of exactly one tenant")]
+    Tenants,
+}
+
+fn rfc3339(micros: i64) -> Option<String> {
+    DateTime::from_timestamp_micros(micros).map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+}
+
+fn parse_micros(text: Option<&str>) -> i64 {
+    text.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map_or(i64::MIN, |t| t.with_timezone(&Utc).timestamp_micros())
+}
+
+/// The entries of `tenant`'s chain in `range`, then its checkpoints in that range: the
+/// database's, and the sink's that the database lacks.
+pub async fn export(
+    pool: &PlatformPool,
+    tenant: TenantId,
+    range: SeqRange,
+    sink: Option<&CheckpointSink>,
+) -> Result<Vec<ExportLine>, VerifyError> {
+    let mut tx = begin_as_sealer(pool).await?;
+    let links = read_links(pool, &mut tx, tenant, range).await?;
+    let mut checkpoints = read_checkpoints(pool, &mut tx, tenant, range).await?;
+    tx.rollback().await.map_err(crate::DbError::from)?;
+    if let Some(sink) = sink {
+        let kept = sink.read(tenant)?;
+        let missing: Vec<Checkpoint> =
+            kept.into_iter().filter(|c| (range.from..=range.to).contains(&c.seq) && !checkpoints.contains(c)).collect();
+        checkpoints.extend(missing);
+    }
+    let entries = links.into_iter().map(|stored| {
+        ExportLine::Entry(ExportEntry {
+            seq: stored.link.seq,
+            sealed_at: rfc3339(stored.link.sealed_at_micros),
+            prev_hash: hex::encode(&stored.link.prev_hash),
+            hash: hex::encode(&stored.link.hash),
+            row: stored.row.map(|r| ExportRow {
+                tenant_id: r.tenant_id,
+                id: r.id,
+                created_at: rfc3339(r.created_at_micros),
+                user_id: r.user_id,
+                action: r.action,
+                resource_type: r.resource_type,
+                resource_id: r.resource_id,
+                ip_address: r.ip_address,
+                user_agent: r.user_agent,
+                metadata: r.metadata,
+            }),
+        })
+    });
+    Ok(entries.chain(checkpoints.into_iter().map(ExportLine::Checkpoint)).collect())
+}
+
+/// Reads an export, one JSON object per line (blank lines skipped).
+pub fn parse_export(text: &str) -> Result<Vec<ExportLine>, ExportError> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|e| ExportError::Line { line: i + 1, reason: e.to_string() })
+        })
+        .collect()
+}
+
+/// Verifies an export with `keys` and nothing else: its entries from the first one's place and
+/// predecessor (an export of the whole chain starts at 1 after 32 zero bytes), its rows, and its
+/// checkpoints (signed by one of `keys`, matching the entries they name).
+pub fn verify_export(lines: &[ExportLine], keys: &[AuditPublicKey]) -> Result<TenantVerdict, ExportError> {
+    let mut links = Vec::new();
+    let mut checkpoints = Vec::new();
+    let mut tenants = std::collections::BTreeSet::new();
+    for line in lines {
+        match line {
+            ExportLine::Entry(entry) => {
+                let row = entry.row.as_ref().map(|r| {
+                    tenants.insert(r.tenant_id);
+                    CanonicalRow {
+                        tenant_id: r.tenant_id,
+                        id: r.id,
+                        created_at_micros: parse_micros(r.created_at.as_deref()),
+                        user_id: r.user_id,
+                        action: r.action.clone(),
+                        resource_type: r.resource_type.clone(),
+                        resource_id: r.resource_id,
+                        ip_address: r.ip_address.clone(),
+                        user_agent: r.user_agent.clone(),
+                        metadata: r.metadata.clone(),
+                    }
+                });
+                let bytes = |text: &str| hex::decode::<32>(text).unwrap_or([0xff; 32]);
+                let sealed_at = parse_micros(entry.sealed_at.as_deref());
+                let link = Link::new(entry.seq, sealed_at, bytes(&entry.prev_hash), bytes(&entry.hash), row.clone());
+                links.push(StoredLink { link, row });
+            }
+            ExportLine::Checkpoint(checkpoint) => {
+                tenants.insert(checkpoint.tenant_id.as_uuid());
+                checkpoints.push(checkpoint.clone());
+            }
+        }
+    }
+    let tenant = match tenants.into_iter().collect::<Vec<_>>().as_slice() {
+        [one] => TenantId::from(*one),
+        _ => return Err(ExportError::Tenants),
+    };
+    links.sort_by_key(|l| l.link.seq);
+    // A part of a chain is checked from its first entry; one that starts at 1 starts after the
+    // genesis value, whatever its first entry says.
+    let start = match links.first() {
+        Some(first) if first.link.seq > 1 => (first.link.seq, first.link.prev_hash),
+        _ => (1, super::GENESIS),
+    };
+    Ok(judge(tenant, &links, start, &checkpoints, &[], keys))
+}
