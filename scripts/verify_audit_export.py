@@ -106,7 +106,10 @@ def first_break(entries, checkpoints, keys):
         elif checkpoint["seq"] > head:
             found.append((head + 1, "truncated tail"))
         elif at.get(checkpoint["seq"]) != checkpoint["head_hash"]:
-            found.append((vouched + 1, "checkpoint does not match"))
+            # An exact break between the last good checkpoint and this one explains it.
+            if not any(vouched < seq <= checkpoint["seq"] for seq, _ in found):
+                found.append((vouched + 1, "checkpoint does not match"))
+            break
         else:
             vouched = checkpoint["seq"]
     return min(found) if found else None

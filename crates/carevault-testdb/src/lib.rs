@@ -11,6 +11,9 @@
 //!   migration's version and checksum and the bootstrap SQL, so editing a migration builds a new
 //!   template. It is built once, under a file lock, by running [`carevault_db::migrate::up`] as the
 //!   superuser (which also creates the cluster-wide roles).
+//! - **Fixtures**: [`TestDb::from_fixture`] builds a larger starting point once per migration set
+//!   (a template database of its own, `carevault_tpl_<hash>_<fixture>`) and clones it per test, as
+//!   the audit chain's tampering catalogue does with its 10,000 rows.
 //! - **One database per test**, cloned from the template (`CREATE DATABASE ... TEMPLATE`), named
 //!   `cvt_<unix seconds>_<random>`. It is dropped when the [`TestDb`] is dropped after a passing
 //!   test, and kept after a failing one so it can be inspected; every test process sweeps kept ones
@@ -115,6 +118,51 @@ impl TestDb {
         let shared = shared().await;
         let name = new_db_name();
         clone_template(shared, &name).await;
+        TestDb { name }
+    }
+
+    /// A fresh database cloned from the fixture `fixture` (letters, digits and `_`; put a version
+    /// in it, since the fixture is rebuilt only when the migrations change): the migrated template
+    /// after `build` ran on it once, as [`TestDb::new`] would give it, cached in the cluster as
+    /// `carevault_tpl_<hash>_<fixture>`. `build` must close every connection it opens.
+    pub async fn from_fixture(fixture: &str, build: impl AsyncFnOnce(&TestDb)) -> TestDb {
+        assert!(fixture.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "fixture name {fixture:?}");
+        let shared = shared().await;
+        let template = format!("{}_{fixture}", shared.template);
+        {
+            let _lock = lock(&shared.template_lock, LockMode::Exclusive).await;
+            let mut admin = admin_connection(shared).await;
+            if !database_exists(&mut admin, &template).await {
+                let building = format!("{template}_building");
+                execute(&mut admin, format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&building))).await;
+                clone_into(&mut admin, &shared.template, &building).await;
+                let db = TestDb { name: building.clone() };
+                build(&db).await;
+                // Renamed below into the fixture, which a TestDb's drop must not remove.
+                std::mem::forget(db);
+                // Whatever `build` left connected goes: renaming needs no session.
+                execute(
+                    &mut admin,
+                    format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE datname = '{building}'"
+                    ),
+                )
+                .await;
+                execute(
+                    &mut admin,
+                    format!("ALTER DATABASE {} RENAME TO {}", quote_ident(&building), quote_ident(&template)),
+                )
+                .await;
+                execute(&mut admin, format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", quote_ident(&template)))
+                    .await;
+            }
+            close(admin).await;
+        }
+        let name = new_db_name();
+        let _lock = lock(&shared.template_lock, LockMode::Shared).await;
+        let mut admin = admin_connection(shared).await;
+        clone_into(&mut admin, &template, &name).await;
+        close(admin).await;
         TestDb { name }
     }
 
@@ -363,12 +411,7 @@ async fn clone_template(shared: &Shared, name: &str) {
             let _lock = lock(&shared.template_lock, LockMode::Shared).await;
             let mut admin = admin_connection(shared).await;
             if database_exists(&mut admin, &shared.template).await {
-                let create =
-                    format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(name), quote_ident(&shared.template));
-                execute(&mut admin, create).await;
-                // A database's privileges are not copied from its template: revoke TEMPORARY
-                // again, as migration 18 did on the template.
-                execute(&mut admin, format!("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC", quote_ident(name))).await;
+                clone_into(&mut admin, &shared.template, name).await;
                 close(admin).await;
                 return;
             }
@@ -377,6 +420,14 @@ async fn clone_template(shared: &Shared, name: &str) {
         ensure_template(shared).await;
     }
     panic!("carevault-testdb: template {} keeps disappearing (another test run is dropping it?)", shared.template);
+}
+
+/// Creates `name` from `template`.
+async fn clone_into(admin: &mut PgConnection, template: &str, name: &str) {
+    execute(admin, format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(name), quote_ident(template))).await;
+    // A database's privileges are not copied from its template: revoke TEMPORARY again, as
+    // migration 18 did on the template.
+    execute(admin, format!("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC", quote_ident(name))).await;
 }
 
 /// `cvt_<unix seconds>_<8 random hex>`: the time lets a later run sweep what a crashed one left.

@@ -142,7 +142,10 @@ pub fn breaks_after(links: &[Link], first_seq: i64, first_prev: [u8; 32]) -> Vec
                 RowState::Matches => None,
                 RowState::Missing => Some(Break { seq: link.seq, kind: BreakKind::MissingRow }),
                 RowState::Differs(row) => {
-                    let elsewhere = differing.iter().any(|other| other.seq != link.seq && other.holds(row));
+                    // Only the first differing rows are compared with each other: beyond them,
+                    // every one would cost SWAP_SEARCH_LIMIT hashes.
+                    let searched = differing.iter().any(|other| other.seq == link.seq);
+                    let elsewhere = searched && differing.iter().any(|other| other.seq != link.seq && other.holds(row));
                     let kind = if elsewhere { BreakKind::ReorderedRows } else { BreakKind::AlteredRow };
                     Some(Break { seq: link.seq, kind })
                 }
@@ -156,9 +159,13 @@ pub fn breaks_after(links: &[Link], first_seq: i64, first_prev: [u8; 32]) -> Vec
 
 /// The breaks the checkpoints reveal: `stored` are the database's copies, `kept` the sink's.
 /// Every checkpoint must be signed by one of `keys`; each of the sink's must be in the database
-/// unchanged; and the chain must hold, at each signed head, the hash signed there.
+/// unchanged; and the chain must hold, at each signed head, the hash signed there. A checkpoint
+/// that no longer matches is reported only when none of `link_breaks` (the exact ones, found by
+/// [`breaks`]) lies between it and the last checkpoint that still matches: such a break explains
+/// the mismatch, and names the place exactly.
 pub fn checkpoint_breaks(
     links: &[Link],
+    link_breaks: &[Break],
     stored: &[Checkpoint],
     kept: &[Checkpoint],
     keys: &[AuditPublicKey],
@@ -181,7 +188,9 @@ pub fn checkpoint_breaks(
             break;
         }
         if hash_at.get(&checkpoint.seq) != Some(&checkpoint.head_hash_bytes()) {
-            found.push(Break { seq: vouched + 1, kind: BreakKind::CheckpointMismatch });
+            if !link_breaks.iter().any(|b| (vouched + 1..=checkpoint.seq).contains(&b.seq)) {
+                found.push(Break { seq: vouched + 1, kind: BreakKind::CheckpointMismatch });
+            }
             break;
         }
         vouched = checkpoint.seq;

@@ -4,12 +4,13 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::begin_as_sealer;
 use super::canonical::CanonicalRow;
 use super::check::Link;
 use super::checkpoint::{AuditPublicKey, Checkpoint};
 use super::sink::CheckpointSink;
-use super::verify::{SeqRange, StoredLink, TenantVerdict, VerifyError, judge, read_checkpoints, read_links};
+use super::verify::{
+    SeqRange, StoredLink, TenantVerdict, VerifyError, begin_reading, judge, read_checkpoints, read_links,
+};
 use crate::domain::TenantId;
 use crate::{PlatformPool, hex};
 
@@ -96,7 +97,7 @@ pub async fn export(
     range: SeqRange,
     sink: Option<&CheckpointSink>,
 ) -> Result<Vec<ExportLine>, VerifyError> {
-    let mut tx = begin_as_sealer(pool).await?;
+    let mut tx = begin_reading(pool).await?;
     let links = read_links(pool, &mut tx, tenant, range).await?;
     let mut checkpoints = read_checkpoints(pool, &mut tx, tenant, range).await?;
     tx.rollback().await.map_err(crate::DbError::from)?;

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::begin_as_sealer;
 use super::canonical::{CanonicalRow, GENESIS};
@@ -81,7 +81,7 @@ pub async fn verify(
     tenant: Option<TenantId>,
     trust: &Trust,
 ) -> Result<Vec<TenantVerdict>, VerifyError> {
-    let mut tx = begin_as_sealer(pool).await?;
+    let mut tx = begin_reading(pool).await?;
     let tenants: Vec<TenantId> = match tenant {
         Some(tenant) => vec![tenant],
         None => {
@@ -123,6 +123,19 @@ pub async fn verify(
     Ok(verdicts)
 }
 
+/// The transaction of a check or an export: the sealer's (one snapshot for everything read), with
+/// room to compute between queries. The logins' 10 s idle-in-transaction timeout would otherwise
+/// end it while a large tenant's hashes are checked (a read-only snapshot held longer only holds
+/// back vacuum).
+pub(super) async fn begin_reading(pool: &PlatformPool) -> Result<Transaction<'static, Postgres>, DbError> {
+    let mut tx = begin_as_sealer(pool).await?;
+    pool.statements
+        .query("SELECT set_config('idle_in_transaction_session_timeout', '10min', true)")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// The verdict on one tenant's `links` (a whole chain from `(1, GENESIS)`, or a part of one from
 /// its first entry), with the database's checkpoints `stored` and the sink's `kept`.
 pub(super) fn judge(
@@ -135,7 +148,7 @@ pub(super) fn judge(
 ) -> TenantVerdict {
     let chain: Vec<Link> = links.iter().map(|l| l.link.clone()).collect();
     let mut found = breaks_after(&chain, first_seq, first_prev);
-    found.extend(checkpoint_breaks(&chain, stored, kept, keys));
+    found.extend(checkpoint_breaks(&chain, &found.clone(), stored, kept, keys));
     found.sort_by_key(|b| b.seq);
     let checkpoint = stored
         .iter()

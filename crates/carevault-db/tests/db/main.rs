@@ -12,6 +12,7 @@
 
 mod attacks;
 mod attacks_context;
+mod audit_catalogue;
 mod audit_chain;
 mod bootstrap;
 mod catalog;
