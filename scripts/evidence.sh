@@ -62,6 +62,10 @@ for part in $PARTS; do
                 part_done "attacks-$2" missing 0
             fi
         done
+        # The audit chain's tampering catalogue: one JSON file per case under audit_catalogue/.
+        rm -rf "$EV/audit_catalogue"
+        run_part audit-catalogue 900 \
+            env CAREVAULT_EVIDENCE_DIR="$EV" cargo nextest run -p carevault-db --test db audit_catalogue --no-fail-fast
         ;;
     fuzz)
         VENV="$ROOT/target/evidence/venv"

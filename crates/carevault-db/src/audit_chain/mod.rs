@@ -12,7 +12,8 @@ mod canonical;
 mod check;
 mod checkpoint;
 mod export;
-pub(crate) mod seal;
+pub(crate) mod heads;
+mod seal;
 mod sink;
 mod verify;
 
@@ -20,7 +21,8 @@ pub use canonical::{CanonicalRow, FORMAT_TAG, GENESIS, row_hash};
 pub use check::{Break, BreakKind, Link, RowState, breaks, breaks_after, checkpoint_breaks};
 pub use checkpoint::{AuditKeyError, AuditPublicKey, AuditSigningKey, CHECKPOINT_TAG, Checkpoint};
 pub use export::{ExportEntry, ExportError, ExportLine, ExportRow, export, parse_export, verify_export};
-pub use seal::{MAX_SEAL_BATCH, Sealed, SealerLag, lag, latest_checkpoints, seal};
+pub use heads::latest_checkpoints;
+pub use seal::{MAX_SEAL_BATCH, Sealed, SealerLag, lag, seal};
 pub use sink::{CheckpointSink, SinkError};
 pub use verify::{LATE_AFTER_SECONDS, SeqRange, TenantVerdict, Trust, VerifyError, verify};
 

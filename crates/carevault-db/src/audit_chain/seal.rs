@@ -1,12 +1,10 @@
 //! The sealer: one pass appends every committed, unchained audit row to its tenant's chain.
 
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::Row;
 
 use super::begin_as_sealer;
-use super::checkpoint::{AuditSigningKey, Checkpoint};
-use crate::domain::TenantId;
-use crate::pool::Statements;
+use super::checkpoint::AuditSigningKey;
+use super::heads::sign_moved_heads;
 use crate::{DbError, PlatformPool};
 
 /// The most rows one pass chains; a pass that reaches it leaves its watermark where it was, and
@@ -41,7 +39,8 @@ pub enum Sealed {
 ///    one it saw running, so a later pass finds it (by its id, however old it is) and chains it
 ///    after the rows already sealed;
 /// 4. with `sign_with`, sign a checkpoint of every tenant's head that moved since its last one,
-///    and store it (the caller then copies the latest ones to its sink: [`latest_checkpoints`]).
+///    and store it (the caller then copies the latest ones to its sink:
+///    [`super::latest_checkpoints`]).
 pub async fn seal(pool: &PlatformPool, sign_with: Option<&AuditSigningKey>) -> Result<Sealed, DbError> {
     let mut tx = begin_as_sealer(pool).await?;
     let locked = pool
@@ -61,6 +60,9 @@ pub async fn seal(pool: &PlatformPool, sign_with: Option<&AuditSigningKey>) -> R
         Err(error) => return Err(error.into()),
     };
     let (watermark, next): (String, String) = (row.try_get("watermark")?, row.try_get("next")?);
+    // "Not chained yet" is a scalar sub-select, an index lookup per candidate, rather than NOT
+    // EXISTS, which the planner may turn into a join planned on stale statistics (see
+    // `verify::read_links`).
     let chained = pool
         .statements
         .query(
@@ -68,7 +70,7 @@ pub async fn seal(pool: &PlatformPool, sign_with: Option<&AuditSigningKey>) -> R
              SELECT a.tenant_id, a.id FROM audit_logs a \
              WHERE (a.xact_id >= pg_snapshot_xmax($1::pg_snapshot) \
                     OR a.xact_id = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot)))) \
-               AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.tenant_id = a.tenant_id AND c.audit_id = a.id) \
+               AND (SELECT 1 FROM audit_chain c WHERE c.tenant_id = a.tenant_id AND c.audit_id = a.id) IS NULL \
              ORDER BY a.tenant_id, a.created_at, a.id \
              LIMIT $2",
         )
@@ -93,99 +95,17 @@ pub async fn seal(pool: &PlatformPool, sign_with: Option<&AuditSigningKey>) -> R
     Ok(Sealed::Done { chained, checkpointed })
 }
 
-/// Signs and stores a checkpoint of every tenant's head that moved since its last checkpoint.
-async fn sign_moved_heads(
-    statements: Statements,
-    conn: &mut PgConnection,
-    key: &AuditSigningKey,
-) -> Result<u64, DbError> {
-    let heads: Vec<(TenantId, i64, Vec<u8>)> = statements
-        // Every tenant's head, found by a loose index scan of the chain's primary key (one descent
-        // per tenant, not a scan of every entry), where it moved since the last checkpoint.
-        .query_as(
-            "WITH RECURSIVE tenants AS ( \
-                 (SELECT tenant_id FROM audit_chain ORDER BY tenant_id LIMIT 1) \
-                 UNION ALL \
-                 SELECT (SELECT c.tenant_id FROM audit_chain c WHERE c.tenant_id > t.tenant_id \
-                         ORDER BY c.tenant_id LIMIT 1) \
-                 FROM tenants t WHERE t.tenant_id IS NOT NULL) \
-             SELECT h.tenant_id, h.seq, h.hash FROM tenants t \
-             CROSS JOIN LATERAL (SELECT c.tenant_id, c.seq, c.hash FROM audit_chain c \
-                                 WHERE c.tenant_id = t.tenant_id ORDER BY c.seq DESC LIMIT 1) h \
-             WHERE t.tenant_id IS NOT NULL \
-               AND h.seq > coalesce((SELECT max(k.seq) FROM audit_checkpoints k WHERE k.tenant_id = h.tenant_id), 0)",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-    let checkpoints: Vec<Checkpoint> = heads
-        .iter()
-        .map(|(tenant, seq, hash)| {
-            let hash = <[u8; 32]>::try_from(hash.as_slice()).unwrap_or([0xff; 32]);
-            Checkpoint::sign(key, *tenant, *seq, &hash)
-        })
-        .collect();
-    if checkpoints.is_empty() {
-        return Ok(0);
-    }
-    let bytes = |f: fn(&Checkpoint) -> Vec<u8>| checkpoints.iter().map(f).collect::<Vec<Vec<u8>>>();
-    statements
-        .query(
-            "INSERT INTO audit_checkpoints (tenant_id, seq, head_hash, signed_at, key_id, signature) \
-             SELECT * FROM unnest($1::uuid[], $2::int8[], $3::bytea[], $4::timestamptz[], $5::text[], $6::bytea[])",
-        )
-        .bind(checkpoints.iter().map(|c| c.tenant_id).collect::<Vec<_>>())
-        .bind(checkpoints.iter().map(|c| c.seq).collect::<Vec<_>>())
-        .bind(bytes(|c| c.head_hash_bytes().to_vec()))
-        .bind(checkpoints.iter().map(|c| c.signed_at).collect::<Vec<_>>())
-        .bind(checkpoints.iter().map(|c| c.key_id.clone()).collect::<Vec<_>>())
-        .bind(bytes(|c| crate::hex::decode::<64>(&c.signature).map_or_else(Vec::new, |s| s.to_vec())))
-        .execute(&mut *conn)
-        .await?;
-    Ok(checkpoints.len() as u64)
-}
-
-/// The latest checkpoint of every tenant that has one, as the database holds them.
-pub async fn latest_checkpoints(pool: &PlatformPool) -> Result<Vec<Checkpoint>, DbError> {
-    let mut tx = begin_as_sealer(pool).await?;
-    let rows = pool
-        .statements
-        .query(
-            "WITH RECURSIVE tenants AS ( \
-                 (SELECT tenant_id FROM audit_checkpoints ORDER BY tenant_id LIMIT 1) \
-                 UNION ALL \
-                 SELECT (SELECT k.tenant_id FROM audit_checkpoints k WHERE k.tenant_id > t.tenant_id \
-                         ORDER BY k.tenant_id LIMIT 1) \
-                 FROM tenants t WHERE t.tenant_id IS NOT NULL) \
-             SELECT k.* FROM tenants t \
-             CROSS JOIN LATERAL (SELECT * FROM audit_checkpoints k WHERE k.tenant_id = t.tenant_id \
-                                 ORDER BY k.seq DESC LIMIT 1) k \
-             WHERE t.tenant_id IS NOT NULL",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-    tx.rollback().await?;
-    Ok(rows.iter().map(checkpoint_from_row).collect::<Result<_, _>>()?)
-}
-
-/// A row of `audit_checkpoints` (every column).
-pub(crate) fn checkpoint_from_row(row: &PgRow) -> Result<Checkpoint, sqlx::Error> {
-    Ok(Checkpoint {
-        tenant_id: row.try_get("tenant_id")?,
-        seq: row.try_get("seq")?,
-        head_hash: crate::hex::encode(&row.try_get::<Vec<u8>, _>("head_hash")?),
-        signed_at: row.try_get("signed_at")?,
-        key_id: row.try_get("key_id")?,
-        signature: crate::hex::encode(&row.try_get::<Vec<u8>, _>("signature")?),
-    })
-}
-
-/// How far the sealer is behind: the committed rows it has not chained yet.
+/// How far the sealer is behind: the committed rows it has not chained yet, and the entries no
+/// signed checkpoint covers yet.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct SealerLag {
     /// Rows not chained yet.
     pub unsealed: u64,
     /// Seconds since the oldest of them was inserted (`None` when there is none).
     pub oldest_seconds: Option<f64>,
+    /// Seconds since the oldest entry that no checkpoint covers was sealed (`None` when every
+    /// tenant's head is signed).
+    pub unsigned_seconds: Option<f64>,
 }
 
 /// Reads [`SealerLag`] as `carevault_sealer` (read only).
@@ -198,10 +118,11 @@ pub async fn lag(pool: &PlatformPool) -> Result<SealerLag, DbError> {
              FROM audit_logs a \
              WHERE (a.xact_id >= pg_snapshot_xmax((SELECT watermark FROM audit_sealer)) \
                     OR a.xact_id = ANY (ARRAY(SELECT pg_snapshot_xip(watermark) FROM audit_sealer))) \
-               AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.tenant_id = a.tenant_id AND c.audit_id = a.id)",
+               AND (SELECT 1 FROM audit_chain c WHERE c.tenant_id = a.tenant_id AND c.audit_id = a.id) IS NULL",
         )
         .fetch_one(&mut *tx)
         .await?;
+    let unsigned_seconds = super::heads::unsigned_seconds(pool.statements, &mut tx).await?;
     tx.rollback().await?;
-    Ok(SealerLag { unsealed: unsealed as u64, oldest_seconds })
+    Ok(SealerLag { unsealed: unsealed as u64, oldest_seconds, unsigned_seconds })
 }

@@ -9,7 +9,7 @@ use super::begin_as_sealer;
 use super::canonical::{CanonicalRow, GENESIS};
 use super::check::{Break, BreakKind, Link, breaks_after, checkpoint_breaks};
 use super::checkpoint::{AuditPublicKey, Checkpoint};
-use super::seal::checkpoint_from_row;
+use super::heads::checkpoint_from_row;
 use super::sink::{CheckpointSink, SinkError};
 use crate::domain::TenantId;
 use crate::{DbError, PlatformPool};
@@ -102,7 +102,7 @@ pub async fn verify(
                 "SELECT count(*) FILTER (WHERE pg_visible_in_snapshot(a.xact_id, s.watermark)), \
                         count(*) FILTER (WHERE NOT pg_visible_in_snapshot(a.xact_id, s.watermark)) \
                  FROM audit_logs a CROSS JOIN audit_sealer s WHERE a.tenant_id = $1 \
-                   AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.tenant_id = a.tenant_id AND c.audit_id = a.id)",
+                   AND (SELECT 1 FROM audit_chain c WHERE c.tenant_id = a.tenant_id AND c.audit_id = a.id) IS NULL",
             )
             .bind(tenant_id)
             .fetch_one(&mut *tx)
@@ -208,13 +208,18 @@ pub(super) async fn read_links(
         .statements
         .query(
             // Times outside the CHECK's range (an owner's rewrite) read as NULL rather than
-            // failing the decoder, which panics far enough out: they make an altered row.
+            // failing the decoder, which panics far enough out: they make an altered row. The row
+            // is fetched by a LATERAL lookup of its primary key (LIMIT keeps it from becoming a
+            // join): right after a bulk insert, stale statistics made the planner join with a
+            // sequential scan per entry, and 100,000 entries ran past the statement timeout.
             "SELECT c.seq, c.prev_hash, c.hash, a.id IS NOT NULL AS present, a.id, \
                     CASE WHEN c.sealed_at BETWEEN '1970-01-01Z' AND '9999-12-31Z' THEN c.sealed_at END AS sealed_at, \
                     CASE WHEN a.created_at BETWEEN '1970-01-01Z' AND '9999-12-31Z' THEN a.created_at END AS created_at, \
                     a.user_id, a.action::text AS action, a.resource_type::text AS resource_type, a.resource_id, \
                     a.ip_address::text AS ip_address, a.user_agent, a.metadata::text AS metadata \
-             FROM audit_chain c LEFT JOIN audit_logs a ON a.tenant_id = c.tenant_id AND a.id = c.audit_id \
+             FROM audit_chain c \
+             LEFT JOIN LATERAL (SELECT * FROM audit_logs l WHERE l.id = c.audit_id AND l.tenant_id = c.tenant_id LIMIT 1) a \
+                 ON true \
              WHERE c.tenant_id = $1 AND c.seq BETWEEN $2 AND $3 ORDER BY c.seq",
         )
         .bind(tenant)

@@ -24,7 +24,7 @@ mod server;
 mod tls;
 mod triggers;
 
-pub use audit_chain::{MAX_UNSEALED_SECONDS, evaluate_audit_sealer};
+pub use audit_chain::{MAX_UNSEALED_SECONDS, MAX_UNSIGNED_SECONDS, evaluate_audit_sealer};
 pub use exposure::{RuleFacts, SecurityDefinerFacts, ViewFacts, evaluate_security_definer, evaluate_views};
 pub use facts::Facts;
 pub use policies::{

@@ -126,7 +126,7 @@ impl AuditLog<'_> {
             .bind(tenant_id)
             .fetch_optional(self.tx.conn())
             .await?;
-        let checkpoint = row.as_ref().map(crate::audit_chain::seal::checkpoint_from_row).transpose()?;
+        let checkpoint = row.as_ref().map(crate::audit_chain::heads::checkpoint_from_row).transpose()?;
         let seq = checkpoint.as_ref().map(|c| c.seq);
         self.tx.audit(AuditAction::AuditRead, tenant_id.as_uuid(), json!({ "checkpoint": seq })).await?;
         Ok(checkpoint)

@@ -3,7 +3,9 @@
 //! writers produced while the sealer ran and signed checkpoints, and while 2 writers go on
 //! writing. `audit verify` must name each one with the right place and kind.
 //!
-//! The chain is built once per migration set and cloned per case (`TestDb::from_fixture`).
+//! The chain is built once per migration set and cloned per case (`TestDb::from_fixture`). With
+//! `CAREVAULT_EVIDENCE_DIR` set, each case writes `$CAREVAULT_EVIDENCE_DIR/audit_catalogue/<case>.json`
+//! (`{case, sql, expected, observed, passed}`) for docs/SECURITY_REPORT.md.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,6 +74,8 @@ async fn build(db: &TestDb) {
 
 /// A case: a clone of the fixture, its checkpoints copied to a scratch sink, 2 writers running.
 struct Case {
+    name: &'static str,
+    sql: Vec<String>,
     db: TestDb,
     tenant: TenantId,
     head: i64,
@@ -82,7 +86,7 @@ struct Case {
 }
 
 impl Case {
-    async fn start() -> Case {
+    async fn start(name: &'static str) -> Case {
         let db = TestDb::from_fixture("audit_chain_10k_v4", build).await;
         let mut owner = PgConnection::connect(&db.owner_url()).await.expect("the superuser");
         let tenant: TenantId = sqlx::query_scalar("SELECT id FROM tenants WHERE name = 'A'")
@@ -123,7 +127,7 @@ impl Case {
         let stop = Arc::new(AtomicBool::new(false));
         let app = db.app_pool(2);
         let writers = (0..2).map(|_| tokio::spawn(write(app.clone(), tenant, 1_000, stop.clone()))).collect();
-        Case { db, tenant, head, checkpoints, sink, stop, writers }
+        Case { name, sql: Vec::new(), db, tenant, head, checkpoints, sink, stop, writers }
     }
 
     /// The middle of the chain.
@@ -132,7 +136,8 @@ impl Case {
     }
 
     /// Runs `statements` as the superuser with triggers off; `$1` is the tenant.
-    async fn tamper(&self, statements: &[String]) {
+    async fn tamper(&mut self, statements: &[String]) {
+        self.sql.extend(statements.iter().cloned());
         let mut conn = PgConnection::connect(&self.db.owner_url()).await.expect("the superuser");
         sqlx::query("SET session_replication_role = replica").execute(&mut conn).await.expect("triggers off");
         for sql in statements {
@@ -151,9 +156,33 @@ impl Case {
         }
         let _ = std::fs::remove_dir_all(self.sink.dir());
         let first = verdicts[0].breaks.first().map(|b| (b.seq, b.kind));
+        write_evidence(self.name, &self.sql, (seq, kind), first, verdicts[0].chained);
         let shown: Vec<_> = verdicts[0].breaks.iter().take(5).collect();
         assert_eq!(first, Some((seq, kind)), "the first breaks of {}: {shown:?}", verdicts[0].breaks.len());
     }
+}
+
+/// Records the case for the security report when `CAREVAULT_EVIDENCE_DIR` is set.
+fn write_evidence(
+    name: &str,
+    sql: &[String],
+    expected: (i64, BreakKind),
+    observed: Option<(i64, BreakKind)>,
+    rows: u64,
+) {
+    let Some(dir) = std::env::var_os("CAREVAULT_EVIDENCE_DIR") else { return };
+    let dir = std::path::PathBuf::from(dir).join("audit_catalogue");
+    std::fs::create_dir_all(&dir).expect("the evidence directory");
+    let describe = |(seq, kind): (i64, BreakKind)| format!("{} at seq {seq}", kind.as_str());
+    let entry = json!({
+        "case": name,
+        "rows": rows,
+        "sql": sql.join("; "),
+        "expected": describe(expected),
+        "observed": observed.map_or_else(|| "intact".to_string(), describe),
+        "passed": observed == Some(expected),
+    });
+    std::fs::write(dir.join(format!("{name}.json")), entry.to_string()).expect("writing the evidence");
 }
 
 /// The id of the audit row at `seq`.
@@ -163,7 +192,7 @@ fn row_at(seq: i64) -> String {
 
 #[tokio::test]
 async fn an_untouched_chain_of_concurrent_writers_is_intact() {
-    let case = Case::start().await;
+    let case = Case::start("an_untouched_chain_of_concurrent_writers_is_intact").await;
     let trust = Trust { keys: vec![signing_key().public_key()], sink: Some(case.sink.clone()) };
     let verdict = audit_chain::verify(&case.db.platform_pool(), Some(case.tenant), &trust).await.expect("verify");
     let shown: Vec<_> = verdict[0].breaks.iter().take(5).collect();
@@ -183,7 +212,7 @@ impl Case {
 
 #[tokio::test]
 async fn one_field_of_a_middle_row_edited() {
-    let case = Case::start().await;
+    let mut case = Case::start("one_field_of_a_middle_row_edited").await;
     let m = case.middle();
     case.tamper(&[format!("UPDATE audit_logs SET action = 'tenant.read' WHERE id = {}", row_at(m))]).await;
     case.expect(m, BreakKind::AlteredRow).await;
@@ -191,7 +220,7 @@ async fn one_field_of_a_middle_row_edited() {
 
 #[tokio::test]
 async fn a_middle_row_deleted() {
-    let case = Case::start().await;
+    let mut case = Case::start("a_middle_row_deleted").await;
     let m = case.middle();
     case.tamper(&[format!("DELETE FROM audit_logs WHERE id = {}", row_at(m))]).await;
     case.expect(m, BreakKind::MissingRow).await;
@@ -199,7 +228,7 @@ async fn a_middle_row_deleted() {
 
 #[tokio::test]
 async fn the_last_rows_deleted_after_a_checkpoint() {
-    let case = Case::start().await;
+    let mut case = Case::start("the_last_rows_deleted_after_a_checkpoint").await;
     let cut = case.head - 9;
     case.tamper(&[
         format!("DELETE FROM audit_logs WHERE id IN (SELECT audit_id FROM audit_chain WHERE tenant_id = $1 AND seq >= {cut})"),
@@ -211,7 +240,7 @@ async fn the_last_rows_deleted_after_a_checkpoint() {
 
 #[tokio::test]
 async fn a_forged_row_inserted_between_two() {
-    let case = Case::start().await;
+    let mut case = Case::start("a_forged_row_inserted_between_two").await;
     let m = case.middle();
     let forged = uuid::Uuid::new_v4();
     case.tamper(&[
@@ -235,7 +264,7 @@ async fn a_forged_row_inserted_between_two() {
 
 #[tokio::test]
 async fn two_rows_swapped() {
-    let case = Case::start().await;
+    let mut case = Case::start("two_rows_swapped").await;
     let (m, n) = (case.middle(), case.middle() + 10);
     case.tamper(&[
         "ALTER TABLE audit_chain DROP CONSTRAINT audit_chain_audit_id_key".into(),
@@ -251,7 +280,7 @@ async fn two_rows_swapped() {
 
 #[tokio::test]
 async fn the_whole_chain_recomputed_after_an_edit() {
-    let case = Case::start().await;
+    let mut case = Case::start("the_whole_chain_recomputed_after_an_edit").await;
     let m = case.middle();
     // The first place no checkpoint vouches for any more: after the last one before the edit.
     let vouched = case.checkpoints.iter().copied().filter(|&c| c < m).max().unwrap_or(0);
@@ -275,7 +304,7 @@ async fn the_whole_chain_recomputed_after_an_edit() {
 
 #[tokio::test]
 async fn a_checkpoint_replaced_in_the_database() {
-    let case = Case::start().await;
+    let mut case = Case::start("a_checkpoint_replaced_in_the_database").await;
     let replaced = case.checkpoints[case.checkpoints.len() / 2];
     case.tamper(&[format!(
         "UPDATE audit_checkpoints SET signed_at = signed_at + interval '1 hour' WHERE tenant_id = $1 AND seq = {replaced}"
@@ -286,7 +315,7 @@ async fn a_checkpoint_replaced_in_the_database() {
 
 #[tokio::test]
 async fn unchained_rows_written_with_the_triggers_off() {
-    let case = Case::start().await;
+    let mut case = Case::start("unchained_rows_written_with_the_triggers_off").await;
     let after = case.head + 1;
     case.tamper(&["INSERT INTO audit_logs (tenant_id, action, resource_type, resource_id, created_at, xact_id) \
          SELECT $1, 'document.read', 'document', gen_random_uuid(), now() - interval '1 hour', '3' \
@@ -298,7 +327,7 @@ async fn unchained_rows_written_with_the_triggers_off() {
 
 #[tokio::test]
 async fn the_time_of_a_row_changed() {
-    let case = Case::start().await;
+    let mut case = Case::start("the_time_of_a_row_changed").await;
     let m = case.middle();
     case.tamper(&[format!(
         "UPDATE audit_logs SET created_at = created_at - interval '1 second' WHERE id = {}",
