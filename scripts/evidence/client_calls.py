@@ -224,7 +224,7 @@ class Scenario:
         self.step("createDocumentsBatch", "tenant", 201, body=("BatchCreateRequest", {"documents": batch}))
         if not self.needs(created, "getDocument"):
             return [self.needs(None, op) for op in ("updateDocument", "deleteDocument", "restoreDocument",
-                                                    "listAuditLogs")]
+                                                    "listAuditLogs", "getLatestAuditCheckpoint")]
         did = str(created.id)
         _, headers = self.step("getDocument", "tenant", 200, close_to(vector), id=did,
                                include=c.enum("DocumentInclude", "embedding"))
@@ -237,6 +237,9 @@ class Scenario:
         self.step("restoreDocument", "tenant", 200, id=did)
         self.step("listAuditLogs", "tenant", 200, lambda d: None if len(plain(d)["items"]) >= 4 else
                   f"{len(plain(d)['items'])} audit rows for the document", resource_id=did, limit=50)
+        # clients.py signed a checkpoint (`carevault audit seal`) before the calls.
+        self.step("getLatestAuditCheckpoint", "tenant", 200, lambda d: None if plain(d)["seq"] >= 1 and
+                  len(plain(d)["signature"]) == 128 else f"not a signed checkpoint: {plain(d)}")
 
     def platform(self, tag, equal):
         c = self.client

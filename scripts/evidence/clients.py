@@ -131,6 +131,8 @@ def main():
         env = evlib.EmbeddedEnv(base, tokens["platform"])
         serve = evlib.Serve(env, evlib.free_port(), os.path.join(base, "serve.log")).start(timeout=180)
         tokens["tenant"] = env.demo_admin_token()
+        # A signed checkpoint of the demo tenant's audit chain, for GET /audit-logs/checkpoints/latest.
+        env.cli("audit", "seal")
         status, _, _, raw = request(serve.port, "GET", "/openapi.json")
         if status != 200:
             raise RuntimeError(f"/openapi.json answered {status}")

@@ -161,6 +161,9 @@ class Env:
             "JWT_HS256_SECRET": self.secret,
             # `serve` adds it to the database through DATABASE_URL (never a data directory of the machine's).
             "TENANT_CONTEXT_KEY": f"evidence-{secrets.token_hex(4)}:{secrets.token_hex(32)}",
+            # Likewise the audit chain's signing key and checkpoint directory.
+            "AUDIT_SIGNING_KEY": secrets.token_hex(32),
+            "AUDIT_CHECKPOINT_DIR": tempfile.mkdtemp(prefix="carevault-evidence-checkpoints-"),
             "CAREVAULT_EMBEDDED": "0",
             "ENVIRONMENT": "development",
             "LOG_LEVEL": "warn",

@@ -8,12 +8,15 @@
 //!   tenth pass), as `carevault serve` runs it;
 //! * `unchained`: the same schema with the chain's write-path parts taken off: the stamp trigger
 //!   disabled (`xact_id` defaulting to 0), the `xact_id` index and the hashable-value CHECKs
-//!   dropped, no sealer. What every audit insert cost before migration 19.
+//!   dropped, no sealer. What every audit insert cost before migration 19; the baseline.
+//! * `at insert`: the design not taken, each audit row chained in its own transaction under its
+//!   tenant's lock held until commit (a trigger that takes a per-tenant advisory lock and appends
+//!   the chain entry).
 //!
 //! In each, 8 writers on one tenant run authenticated reads through the data layer (`TenantTx`,
 //! as `carevault_app`: a verified tenant transaction, `tenant().read()`, which writes its audit
-//! row, commit) for SECONDS. Rounds alternate which database goes first; the figure is the
-//! median of transactions per second, and the ratio chained / unchained is taken per round.
+//! row, commit) for SECONDS. Each round starts with another side; the figure is the median of
+//! transactions per second, and the ratio to `unchained` is taken per round.
 //!
 //! Then verification: 100,000 rows inserted in one tenant of the `chained` database, sealed (the
 //! time is reported as rows per second), checkpointed, and verified with `audit_chain::verify`
@@ -104,59 +107,80 @@ async fn main() {
 
     let chained_db = TestDb::new().await;
     let unchained_db = TestDb::new().await;
-    let mut owner = PgConnection::connect(&unchained_db.owner_url()).await.expect("the owner");
-    sqlx::raw_sql(
+    let at_insert_db = TestDb::new().await;
+    let owner_sql = async |db: &TestDb, sql: &'static str| {
+        let mut owner = PgConnection::connect(&db.owner_url()).await.expect("the owner");
+        sqlx::raw_sql(sql).execute(&mut owner).await.expect(sql);
+        owner.close().await.expect("closing");
+    };
+    owner_sql(
+        &unchained_db,
         "ALTER TABLE audit_logs DISABLE TRIGGER audit_logs_stamp; \
          ALTER TABLE audit_logs ALTER COLUMN xact_id SET DEFAULT '0'; \
          DROP INDEX idx_audit_logs_xact; \
          ALTER TABLE audit_logs DROP CONSTRAINT audit_logs_hashable_metadata, \
              DROP CONSTRAINT audit_logs_hashable_user_agent, DROP CONSTRAINT audit_logs_hashable_created_at;",
     )
-    .execute(&mut owner)
-    .await
-    .expect("taking the chain's write path off");
-    owner.close().await.expect("closing");
+    .await;
+    // The design not taken: each row chained as it is inserted, under its tenant's lock held until
+    // commit (the advisory lock stands for the head row a chain at insert would update).
+    owner_sql(
+        &at_insert_db,
+        "CREATE FUNCTION bench_chain_at_insert() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
+             SET search_path = pg_catalog AS $$ BEGIN \
+             PERFORM pg_advisory_xact_lock(hashtextextended(NEW.tenant_id::text, 0)); \
+             INSERT INTO public.audit_chain (tenant_id, audit_id) VALUES (NEW.tenant_id, NEW.id); \
+             RETURN NULL; END $$; \
+         CREATE TRIGGER bench_chain_at_insert AFTER INSERT ON audit_logs \
+             FOR EACH ROW EXECUTE FUNCTION bench_chain_at_insert();",
+    )
+    .await;
 
-    let setup = |db: &TestDb| (db.app_pool(WRITERS as u32), db.platform_pool());
-    let (chained_app, chained_platform) = setup(&chained_db);
-    let (unchained_app, unchained_platform) = setup(&unchained_db);
-    let chained_tenant = tenant(&chained_platform, "bench").await;
-    let unchained_tenant = tenant(&unchained_platform, "bench").await;
-    // Warm both: connections opened, plans cached.
-    throughput(&chained_app, chained_tenant, 2).await;
-    throughput(&unchained_app, unchained_tenant, 2).await;
+    // (name, pool, tenant, runs the sealer).
+    let mut sides = Vec::new();
+    for (name, db, sealer) in
+        [("chained", &chained_db, true), ("unchained", &unchained_db, false), ("at insert", &at_insert_db, false)]
+    {
+        let (app, platform) = (db.app_pool(WRITERS as u32), db.platform_pool());
+        let tenant = tenant(&platform, "bench").await;
+        // Warm: connections opened, plans cached.
+        throughput(&app, tenant, 2).await;
+        sides.push((name, app, platform, tenant, sealer));
+    }
 
     println!("write path: {WRITERS} writers, authenticated audited reads, {rounds} rounds of {seconds} s each");
-    let (mut chained, mut unchained, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut figures: Vec<Vec<f64>> = vec![Vec::new(); sides.len()];
     let mut sealed = 0;
     for round in 0..rounds {
-        let mut run_chained = async || {
+        let mut line = Vec::new();
+        // Each round starts with another side, so drift of the machine hits them all alike.
+        for k in 0..sides.len() {
+            let index = (round + k) % sides.len();
+            let (name, app, platform, tenant, with_sealer) = &sides[index];
             let stop = Arc::new(AtomicBool::new(false));
-            let task = sealer(chained_platform.clone(), stop.clone());
-            let tps = throughput(&chained_app, chained_tenant, seconds).await;
+            let task = with_sealer.then(|| sealer(platform.clone(), stop.clone()));
+            let tps = throughput(app, *tenant, seconds).await;
             stop.store(true, Ordering::Relaxed);
-            sealed += task.await.expect("the sealer");
-            tps
-        };
-        let (c, u) = if round % 2 == 0 {
-            let c = run_chained().await;
-            (c, throughput(&unchained_app, unchained_tenant, seconds).await)
-        } else {
-            let u = throughput(&unchained_app, unchained_tenant, seconds).await;
-            (run_chained().await, u)
-        };
-        println!("  round {}: chained {c:.0} tx/s, unchained {u:.0} tx/s, ratio {:.2}", round + 1, c / u);
-        chained.push(c);
-        unchained.push(u);
-        ratios.push(c / u);
+            if let Some(task) = task {
+                sealed += task.await.expect("the sealer");
+            }
+            figures[index].push(tps);
+            line.push(format!("{name} {tps:.0}"));
+        }
+        println!("  round {}: {} tx/s", round + 1, line.join(", "));
     }
-    let (lo, hi) = range(&ratios);
-    println!(
-        "  median: chained {:.0} tx/s, unchained {:.0} tx/s; chained / unchained {:.2} ({lo:.2}-{hi:.2}); {sealed} rows sealed meanwhile",
-        median(chained),
-        median(unchained),
-        median(ratios.clone())
-    );
+    let baseline = figures[1].clone();
+    for (index, (name, ..)) in sides.iter().enumerate() {
+        let ratios: Vec<f64> = figures[index].iter().zip(&baseline).map(|(a, b)| a / b).collect();
+        let (lo, hi) = range(&ratios);
+        println!(
+            "  {name}: median {:.0} tx/s; / unchained {:.2} ({lo:.2}-{hi:.2})",
+            median(figures[index].clone()),
+            median(ratios.clone())
+        );
+    }
+    println!("  {sealed} rows sealed by the chained side's sealer meanwhile");
+    let chained_platform = sides[0].2.clone();
 
     // Verification.
     let verify_tenant = tenant(&chained_platform, "verify").await;
@@ -198,9 +222,8 @@ async fn main() {
         rows,
         median(rates)
     );
-    for pool in [chained_app, unchained_app] {
-        pool.close().await;
+    for (_, app, platform, ..) in sides {
+        app.close().await;
+        platform.close().await;
     }
-    chained_platform.close().await;
-    unchained_platform.close().await;
 }

@@ -1,5 +1,5 @@
--- Issue 11, part 1: order, time and a hash chain per tenant (docs/AUDIT_FORMAT.md is the format,
--- docs/ARCHITECTURE.md "The audit chain" the design).
+-- Issue 11: order, time, a hash chain per tenant and its signed checkpoints (docs/AUDIT_FORMAT.md
+-- is the format, docs/ARCHITECTURE.md "The audit chain" the design).
 --
 -- * created_at is the clock at insertion (clock_timestamp()), set by a trigger for every inserter:
 --   a transaction held open no longer dates its rows to its start.
@@ -50,8 +50,7 @@ ALTER TABLE audit_logs
     ADD CONSTRAINT audit_logs_hashable_created_at
         CHECK (created_at >= '1970-01-01 00:00:00+00' AND created_at < '10000-01-01 00:00:00+00');
 
--- 2. The chain. One row per sealed audit row; tenant_id leads every key (Citus, docs/SCALING
--- rules in docs/ARCHITECTURE.md).
+-- 2. The chain. One row per sealed audit row; tenant_id leads every key, as Citus needs.
 CREATE TABLE audit_chain (
     tenant_id uuid NOT NULL,
     seq bigint NOT NULL CHECK (seq > 0),

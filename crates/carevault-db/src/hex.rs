@@ -1,12 +1,12 @@
 //! Lowercase hexadecimal, for keys, hashes and signatures in configuration, files and exports.
 
 /// `bytes` as lowercase hex.
-pub fn encode(bytes: &[u8]) -> String {
+pub(crate) fn encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Exactly `N` bytes from `2 * N` hex digits (either case); `None` for anything else.
-pub fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
+pub(crate) fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
     if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }

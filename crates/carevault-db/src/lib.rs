@@ -27,7 +27,7 @@ pub mod cluster;
 pub mod doctor;
 mod domain;
 mod error;
-pub mod hex;
+mod hex;
 pub mod manifest;
 pub mod migrate;
 mod platform_tx;
