@@ -37,6 +37,13 @@ pub fn signer(config: &AuditConfig) -> anyhow::Result<(AuditSigningKey, Checkpoi
 /// Runs an `audit` command through the platform login (`carevault_ops`, which may switch to
 /// `carevault_sealer`); `verify --file` and `public-key` need no database.
 pub async fn run(command: AuditCommand, database_url: Option<String>) -> anyhow::Result<()> {
+    // An export checked with the keys given needs nothing else: no configuration, no key of this
+    // machine's (an auditor's machine has neither).
+    if let AuditCommand::Verify { file: Some(file), public_key, json, .. } = &command
+        && !public_key.is_empty()
+    {
+        return verify_file(file, &parse_public_keys(public_key)?, *json);
+    }
     let config = config::audit_config(&crate::env_var).map_err(|e| anyhow!("{e}"))?;
     // Checked before the database is opened: a wrong key, path or argument fails at once.
     let (key, sink) = signer(&config)?;
@@ -98,9 +105,10 @@ fn tenant_id(text: &str) -> anyhow::Result<TenantId> {
 
 /// `--public-key` values, or the public key of the signing key when none is given.
 fn public_keys(given: &[String], key: &AuditSigningKey) -> anyhow::Result<Vec<AuditPublicKey>> {
-    if given.is_empty() {
-        return Ok(vec![key.public_key()]);
-    }
+    if given.is_empty() { Ok(vec![key.public_key()]) } else { parse_public_keys(given) }
+}
+
+fn parse_public_keys(given: &[String]) -> anyhow::Result<Vec<AuditPublicKey>> {
     given.iter().map(|k| AuditPublicKey::parse(k).map_err(|e| anyhow!("--public-key {e}"))).collect()
 }
 

@@ -103,6 +103,23 @@ impl CheckpointSink {
             .map_err(|e| SinkError::Malformed { path: path.to_path_buf(), reason: e.to_string() })
     }
 
+    /// The tenants with a checkpoint here (a directory named by a tenant id).
+    pub fn tenants(&self) -> Result<Vec<TenantId>, SinkError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&self.dir)(e)),
+        };
+        let mut tenants = Vec::new();
+        for entry in entries {
+            let name = entry.map_err(io(&self.dir))?.file_name();
+            if let Some(tenant) = name.to_str().and_then(|n| TenantId::parse(n).ok()) {
+                tenants.push(tenant);
+            }
+        }
+        Ok(tenants)
+    }
+
     /// Every checkpoint of `tenant`, by sequence number.
     pub fn read(&self, tenant: TenantId) -> Result<Vec<Checkpoint>, SinkError> {
         let dir = self.dir.join(tenant.to_string());

@@ -74,8 +74,9 @@ impl TenantVerdict {
     }
 }
 
-/// Checks the chain of `tenant`, or of every tenant with audit rows or chain entries, in one
-/// snapshot, as `carevault_sealer` (read only), against the checkpoints `trust` vouches for.
+/// Checks the chain of `tenant`, or of every tenant with audit rows, chain entries or checkpoints
+/// (in the database or the sink: a tenant whose whole history was deleted is still checked), in
+/// one snapshot, as `carevault_sealer` (read only), against the checkpoints `trust` vouches for.
 pub async fn verify(
     pool: &PlatformPool,
     tenant: Option<TenantId>,
@@ -85,10 +86,20 @@ pub async fn verify(
     let tenants: Vec<TenantId> = match tenant {
         Some(tenant) => vec![tenant],
         None => {
-            pool.statements
-                .query_scalar("SELECT tenant_id FROM audit_logs UNION SELECT tenant_id FROM audit_chain ORDER BY 1")
+            let mut tenants: std::collections::BTreeSet<TenantId> = pool
+                .statements
+                .query_scalar(
+                    "SELECT tenant_id FROM audit_logs UNION SELECT tenant_id FROM audit_chain \
+                     UNION SELECT tenant_id FROM audit_checkpoints",
+                )
                 .fetch_all(&mut *tx)
                 .await?
+                .into_iter()
+                .collect();
+            if let Some(sink) = &trust.sink {
+                tenants.extend(sink.tenants()?);
+            }
+            tenants.into_iter().collect()
         }
     };
     let mut verdicts = Vec::with_capacity(tenants.len());

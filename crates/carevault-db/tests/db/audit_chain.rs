@@ -401,3 +401,24 @@ async fn the_sink_never_overwrites_and_the_database_refuses_a_checkpoint_of_a_he
     assert_eq!(signed, Sealed::Done { chained: 0, checkpointed: 1 });
     assert_eq!(verdict(&platform, a).await.checkpoint, Some(11));
 }
+
+#[tokio::test]
+async fn a_tenant_whose_whole_history_was_deleted_is_still_checked_through_the_sink() {
+    let db = TestDb::new().await;
+    let sink = ScratchSink::new();
+    let (platform, a) = checkpointed_chain(&db, &sink.0).await;
+    tamper(
+        &db,
+        &[
+            "DELETE FROM audit_checkpoints WHERE tenant_id = $1",
+            "DELETE FROM audit_chain WHERE tenant_id = $1",
+            "DELETE FROM audit_logs WHERE tenant_id = $1",
+        ],
+        a,
+    )
+    .await;
+    let trust = Trust { keys: vec![signing_key().public_key()], sink: Some(sink.0.clone()) };
+    let verdicts = audit_chain::verify(&platform, None, &trust).await.unwrap();
+    let verdict = verdicts.iter().find(|v| v.tenant_id == a).expect("the tenant is checked");
+    assert_eq!(verdict.breaks.first().map(|b| (b.seq, b.kind)), Some((1, BreakKind::TruncatedTail)), "{verdict:?}");
+}
