@@ -4,8 +4,10 @@ docs/AUDIT_FORMAT.md alone: the standard library and the `cryptography` package 
 
     python3 scripts/verify_audit_export.py FILE.jsonl PUBLIC_KEY_HEX [PUBLIC_KEY_HEX ...]
 
-Prints `intact: N entries, head H, checkpoint C` and exits 0, or prints the first break
-(`BROKEN at seq S: KIND`) and exits 1.
+Checks a whole export (from seq 1; ranges are for `carevault audit verify --file --from`). Prints
+`<tenant> intact: N entries, head H, checkpoint C` and exits 0, or the first break
+(`<tenant> BROKEN at seq S: KIND`) and exits 1; an entry after the last checkpoint is a break
+("not vouched for by a checkpoint").
 """
 import hashlib
 import json
@@ -41,14 +43,17 @@ def text(value):
 
 
 def entry_hash(entry, row):
+    """The hash of `entry` over `row`; None when a time is missing (no real entry lacks one)."""
+    if entry["sealed_at"] is None or row["created_at"] is None:
+        return None
     sealed = micros(entry["sealed_at"])
     fields = [
         b"carevault.audit.v1",
         struct.pack(">q", entry["seq"]),
-        None if sealed is None else struct.pack(">q", sealed),
+        struct.pack(">q", sealed),
         uuid.UUID(row["tenant_id"]).bytes,
         uuid.UUID(row["id"]).bytes,
-        None if row["created_at"] is None else struct.pack(">q", micros(row["created_at"])),
+        struct.pack(">q", micros(row["created_at"])),
         None if row["user_id"] is None else uuid.UUID(row["user_id"]).bytes,
         text(row["action"]),
         text(row["resource_type"]),
@@ -79,11 +84,10 @@ def checkpoint_signed(checkpoint, keys):
 
 
 def first_break(entries, checkpoints, keys):
-    """(seq, kind) of the first break, or None."""
+    """(seq, kind) of the first break of a whole export (from seq 1), or None; and the place the
+    last checkpoint vouches for."""
     found = []
     expected_seq, expected_prev = 1, GENESIS.hex()
-    if entries and entries[0]["seq"] > 1:  # a range: trust its first predecessor
-        expected_seq, expected_prev = entries[0]["seq"], entries[0]["prev_hash"]
     hashes = {e["hash"]: i for i, e in enumerate(entries)}
     for i, entry in enumerate(entries):
         if entry["seq"] != expected_seq:
@@ -99,20 +103,23 @@ def first_break(entries, checkpoints, keys):
         expected_seq, expected_prev = entry["seq"] + 1, entry["hash"]
     head = entries[-1]["seq"] if entries else 0
     at = {e["seq"]: e["hash"] for e in entries}
-    vouched = 0
+    vouched, rewritten = 0, False
     for checkpoint in sorted(checkpoints, key=lambda c: c["seq"]):
         if not checkpoint_signed(checkpoint, keys):
             found.append((checkpoint["seq"], "checkpoint signature fails"))
         elif checkpoint["seq"] > head:
             found.append((head + 1, "truncated tail"))
-        elif at.get(checkpoint["seq"]) != checkpoint["head_hash"]:
-            # An exact break between the last good checkpoint and this one explains it.
-            if not any(vouched < seq <= checkpoint["seq"] for seq, _ in found):
-                found.append((vouched + 1, "checkpoint does not match"))
             break
-        else:
-            vouched = checkpoint["seq"]
-    return min(found) if found else None
+        elif at.get(checkpoint["seq"]) == checkpoint["head_hash"]:
+            vouched = max(vouched, checkpoint["seq"])
+        elif checkpoint["head_hash"] not in hashes and not rewritten:
+            # Held nowhere: the chain was rewritten after the last checkpoint that matches (one
+            # held at another place was only moved by entries put in or taken out before it).
+            found.append((vouched + 1, "checkpoint does not match"))
+            rewritten = True
+    if head > vouched and not any(kind.startswith(("checkpoint", "truncated")) for _, kind in found):
+        found.append((vouched + 1, "not vouched for by a checkpoint"))
+    return (min(found) if found else None), vouched
 
 
 def main(path, public_keys):
@@ -120,17 +127,29 @@ def main(path, public_keys):
     for hex_key in public_keys:
         raw = bytes.fromhex(hex_key)
         keys[hashlib.sha256(raw).hexdigest()[:16]] = Ed25519PublicKey.from_public_bytes(raw)
-    entries, checkpoints = [], []
+    entries, checkpoints, tenants = [], [], set()
     with open(path, encoding="utf-8") as lines:
         for line in filter(str.strip, lines):
             item = json.loads(line)
-            (entries if item["type"] == "entry" else checkpoints).append(item)
+            if item.get("type") == "entry":
+                entries.append(item)
+                if item["row"] is not None:
+                    tenants.add(item["row"]["tenant_id"])
+            elif item.get("type") == "checkpoint":
+                checkpoints.append(item)
+                tenants.add(item["tenant_id"])
+            else:
+                sys.exit(f"not an export line: {line[:80]}")
+    if len(tenants) != 1:
+        sys.exit("an export holds the chain of exactly one tenant")
     entries.sort(key=lambda e: e["seq"])
-    broken = first_break(entries, checkpoints, keys)
+    broken, vouched = first_break(entries, checkpoints, keys)
+    tenant = tenants.pop()
     if broken:
-        print("BROKEN at seq {}: {}".format(*broken))
+        print("{} BROKEN at seq {}: {}".format(tenant, *broken))
         return 1
-    print("intact: {} entries, head {}".format(len(entries), entries[-1]["seq"] if entries else "none"))
+    print("{} intact: {} entries, head {}, checkpoint {}".format(
+        tenant, len(entries), entries[-1]["seq"] if entries else "none", vouched))
     return 0
 
 

@@ -39,10 +39,10 @@ pub fn signer(config: &AuditConfig) -> anyhow::Result<(AuditSigningKey, Checkpoi
 pub async fn run(command: AuditCommand, database_url: Option<String>) -> anyhow::Result<()> {
     // An export checked with the keys given needs nothing else: no configuration, no key of this
     // machine's (an auditor's machine has neither).
-    if let AuditCommand::Verify { file: Some(file), public_key, json, .. } = &command
+    if let AuditCommand::Verify { file: Some(file), public_key, json, from, .. } = &command
         && !public_key.is_empty()
     {
-        return verify_file(file, &parse_public_keys(public_key)?, *json);
+        return verify_file(file, &parse_public_keys(public_key)?, *json, *from);
     }
     let config = config::audit_config(&crate::env_var).map_err(|e| anyhow!("{e}"))?;
     // Checked before the database is opened: a wrong key, path or argument fails at once.
@@ -53,12 +53,12 @@ pub async fn run(command: AuditCommand, database_url: Option<String>) -> anyhow:
             println!("{} {}", public.key_id(), public.to_hex());
             return Ok(());
         }
-        AuditCommand::Verify { file: Some(file), public_key, json, .. } => {
+        AuditCommand::Verify { file: Some(file), public_key, json, from, .. } => {
             let keys = public_keys(&public_key, &key)?;
-            return verify_file(&file, &keys, json);
+            return verify_file(&file, &keys, json, from);
         }
         AuditCommand::Seal => Action::Seal,
-        AuditCommand::Verify { tenant, json, public_key, checkpoint_dir, file: None } => Action::Verify {
+        AuditCommand::Verify { tenant, json, public_key, checkpoint_dir, file: None, .. } => Action::Verify {
             tenant: tenant.as_deref().map(tenant_id).transpose()?,
             json,
             trust: Trust {
@@ -67,10 +67,10 @@ pub async fn run(command: AuditCommand, database_url: Option<String>) -> anyhow:
             },
         },
         AuditCommand::Export { tenant, from, to } => {
-            if from < 1 || to < from {
+            if from < 1 || to.is_some_and(|to| to < from) {
                 bail!("--from and --to must be sequence numbers with 1 <= from <= to");
             }
-            Action::Export { tenant: tenant_id(&tenant)?, range: SeqRange { from, to } }
+            Action::Export { tenant: tenant_id(&tenant)?, from, to }
         }
     };
     let database = Database::open(database_url).await?;
@@ -82,7 +82,7 @@ pub async fn run(command: AuditCommand, database_url: Option<String>) -> anyhow:
         let result = match action {
             Action::Seal => seal_all(&platform, &key, &sink).await,
             Action::Verify { tenant, json, trust } => verify(&platform, tenant, json, &trust).await,
-            Action::Export { tenant, range } => export(&platform, tenant, range, &sink).await,
+            Action::Export { tenant, from, to } => export(&platform, &key, &sink, tenant, from, to).await,
         };
         platform.close().await;
         result
@@ -96,7 +96,7 @@ pub async fn run(command: AuditCommand, database_url: Option<String>) -> anyhow:
 enum Action {
     Seal,
     Verify { tenant: Option<TenantId>, json: bool, trust: Trust },
-    Export { tenant: TenantId, range: SeqRange },
+    Export { tenant: TenantId, from: i64, to: Option<i64> },
 }
 
 fn tenant_id(text: &str) -> anyhow::Result<TenantId> {
@@ -115,6 +115,20 @@ fn parse_public_keys(given: &[String]) -> anyhow::Result<Vec<AuditPublicKey>> {
 /// Passes until nothing is left to chain, signing the heads that moved; then copies the latest
 /// checkpoints to the sink. Prints what it did.
 async fn seal_all(platform: &PlatformPool, key: &AuditSigningKey, sink: &CheckpointSink) -> anyhow::Result<()> {
+    let (chained, checkpointed) = seal_quietly(platform, key, sink).await?;
+    println!(
+        "audit chain: {chained} rows sealed, {checkpointed} checkpoints signed (kept in {})",
+        sink.dir().display()
+    );
+    Ok(())
+}
+
+/// [`seal_all`] without the report: (rows chained, checkpoints signed).
+async fn seal_quietly(
+    platform: &PlatformPool,
+    key: &AuditSigningKey,
+    sink: &CheckpointSink,
+) -> anyhow::Result<(u64, u64)> {
     let started = std::time::Instant::now();
     let (mut chained, mut checkpointed) = (0, 0);
     loop {
@@ -131,18 +145,28 @@ async fn seal_all(platform: &PlatformPool, key: &AuditSigningKey, sink: &Checkpo
             Sealed::Busy => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
-    keep_checkpoints(platform, sink).await?;
-    println!(
-        "audit chain: {chained} rows sealed, {checkpointed} checkpoints signed (kept in {})",
-        sink.dir().display()
-    );
-    Ok(())
+    keep_checkpoints(platform, sink, key).await?;
+    Ok((chained, checkpointed))
 }
 
-/// Copies every tenant's latest checkpoint to the sink (those already there are left alone).
-async fn keep_checkpoints(platform: &PlatformPool, sink: &CheckpointSink) -> anyhow::Result<()> {
+/// Copies every tenant's latest checkpoint to the sink (those already there are left alone), if
+/// `key` signed it: the database's copy is the owner's to change, and the sink must only ever
+/// hold what the signer made. One tenant's failure does not stop the others.
+async fn keep_checkpoints(platform: &PlatformPool, sink: &CheckpointSink, key: &AuditSigningKey) -> anyhow::Result<()> {
+    let public = [key.public_key()];
+    let mut failed = Vec::new();
     for checkpoint in audit_chain::latest_checkpoints(platform).await? {
-        sink.write(&checkpoint)?;
+        if !checkpoint.is_signed_by(&public) {
+            failed.push(format!(
+                "tenant {}: the database's latest checkpoint (seq {}) is not signed by this key, so it is not kept",
+                checkpoint.tenant_id, checkpoint.seq
+            ));
+        } else if let Err(e) = sink.write(&checkpoint) {
+            failed.push(e.to_string());
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{} checkpoints not kept outside the database: {}", failed.len(), failed.join("; "));
     }
     Ok(())
 }
@@ -152,10 +176,10 @@ async fn verify(platform: &PlatformPool, tenant: Option<TenantId>, json: bool, t
     report(&verdicts, json)
 }
 
-fn verify_file(file: &std::path::Path, keys: &[AuditPublicKey], json: bool) -> anyhow::Result<()> {
+fn verify_file(file: &std::path::Path, keys: &[AuditPublicKey], json: bool, from: i64) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let lines = audit_chain::parse_export(&text).with_context(|| format!("{} is not an export", file.display()))?;
-    let verdict = audit_chain::verify_export(&lines, keys).with_context(|| format!("{}", file.display()))?;
+    let verdict = audit_chain::verify_export(&lines, keys, from).with_context(|| format!("{}", file.display()))?;
     report(&[verdict], json)
 }
 
@@ -175,13 +199,26 @@ fn report(verdicts: &[TenantVerdict], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Seals and signs first, so that the export ends at a checkpoint of the current head.
 async fn export(
     platform: &PlatformPool,
-    tenant: TenantId,
-    range: SeqRange,
+    key: &AuditSigningKey,
     sink: &CheckpointSink,
+    tenant: TenantId,
+    from: i64,
+    to: Option<i64>,
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
+    seal_quietly(platform, key, sink).await?;
+    let to = match to {
+        Some(to) => to,
+        None => audit_chain::latest_checkpoints(platform)
+            .await?
+            .into_iter()
+            .find(|c| c.tenant_id == tenant)
+            .map_or(0, |c| c.seq),
+    };
+    let range = SeqRange { from, to };
     let lines =
         audit_chain::export(platform, tenant, range, Some(sink)).await.context("exporting the audit chain failed")?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -245,7 +282,7 @@ pub fn spawn_sealer(
                     tracing::debug!(chained, checkpointed, "audit chain sealed");
                     if due {
                         last_checkpoint = Some(tokio::time::Instant::now());
-                        if let Err(e) = keep_checkpoints(&platform, &sink).await {
+                        if let Err(e) = keep_checkpoints(&platform, &sink, &key).await {
                             tracing::warn!("keeping the audit checkpoints outside the database failed: {e:#}");
                         }
                     }

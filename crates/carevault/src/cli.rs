@@ -285,9 +285,15 @@ pub enum AuditCommand {
         /// file and the public key are read.
         #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["tenant", "checkpoint_dir"])]
         file: Option<std::path::PathBuf>,
+        /// With --file: the place the export starts at (an export made with --from); its first
+        /// entry's predecessor is then taken on trust, and only its own checkpoints vouch for it.
+        #[arg(long, value_name = "SEQ", default_value_t = 1, requires = "file")]
+        from: i64,
     },
     /// Write one tenant's chain (entries, rows, checkpoints) as JSON lines on stdout, for
-    /// `carevault audit verify --file` or any verifier written from docs/AUDIT_FORMAT.md.
+    /// `carevault audit verify --file` or any verifier written from docs/AUDIT_FORMAT.md. Seals
+    /// and signs a checkpoint of the head first, and ends at the latest checkpoint (unless --to
+    /// says otherwise), so that every exported entry is vouched for.
     Export {
         /// The tenant's id.
         #[arg(long)]
@@ -295,9 +301,9 @@ pub enum AuditCommand {
         /// The first sequence number (default 1).
         #[arg(long, value_name = "SEQ", default_value_t = 1)]
         from: i64,
-        /// The last sequence number (default: the head).
-        #[arg(long, value_name = "SEQ", default_value_t = i64::MAX)]
-        to: i64,
+        /// The last sequence number (default: the latest checkpoint's).
+        #[arg(long, value_name = "SEQ")]
+        to: Option<i64>,
     },
     /// Print the key id and the public key (64 hex) of AUDIT_SIGNING_KEY, which verifiers need.
     PublicKey,

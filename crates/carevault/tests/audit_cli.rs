@@ -199,4 +199,21 @@ async fn an_export_verifies_offline_with_the_binary_and_the_python_verifier_and_
     assert!(String::from_utf8_lossy(&offline(&file).stdout).contains("BROKEN at seq 12: truncated tail"));
     let (intact, said) = python_verify(&file, public_key);
     assert!(!intact && said.contains("BROKEN at seq 12: truncated tail"), "{said}");
+
+    // The file alone does not decide what is vouched for (the second attacker review): without
+    // its checkpoint, or without its first entries, an export is not intact.
+    let cases = [
+        (
+            export.lines().filter(|l| !l.contains("\"type\":\"checkpoint\"")).collect::<Vec<_>>(),
+            "BROKEN at seq 1: not vouched for by a checkpoint",
+        ),
+        (export.lines().skip(3).collect::<Vec<_>>(), "BROKEN at seq 1: missing row"),
+    ];
+    for (lines, expected) in cases {
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let said = String::from_utf8_lossy(&offline(&file).stdout).into_owned();
+        assert!(said.contains(expected), "{expected}: {said}");
+        let (intact, said) = python_verify(&file, public_key);
+        assert!(!intact && said.contains(expected), "{expected}: {said}");
+    }
 }

@@ -76,6 +76,10 @@ pub enum BreakKind {
     CheckpointMismatch,
     /// A checkpoint whose signature fails (or whose key is unknown).
     CheckpointSignature,
+    /// Entries of an export after the last place a signed checkpoint vouches for: nothing shows
+    /// they are the chain's (offline verification only; the live chain's newest entries wait for
+    /// the next checkpoint).
+    Unvouched,
 }
 
 impl BreakKind {
@@ -89,6 +93,7 @@ impl BreakKind {
             BreakKind::TruncatedTail => "truncated tail",
             BreakKind::CheckpointMismatch => "checkpoint does not match",
             BreakKind::CheckpointSignature => "checkpoint signature fails",
+            BreakKind::Unvouched => "not vouched for by a checkpoint",
         }
     }
 }
@@ -159,13 +164,16 @@ pub fn breaks_after(links: &[Link], first_seq: i64, first_prev: [u8; 32]) -> Vec
 
 /// The breaks the checkpoints reveal: `stored` are the database's copies, `kept` the sink's.
 /// Every checkpoint must be signed by one of `keys`; each of the sink's must be in the database
-/// unchanged; and the chain must hold, at each signed head, the hash signed there. A checkpoint
-/// that no longer matches is reported only when none of `link_breaks` (the exact ones, found by
-/// [`breaks`]) lies between it and the last checkpoint that still matches: such a break explains
-/// the mismatch, and names the place exactly.
+/// unchanged; no signed head may lie past the chain's head; and the chain must hold, at each
+/// signed head, the hash signed there.
+///
+/// A signed head hash that the chain holds at another place was moved by entries put in or taken
+/// out before it: the exact breaks of [`breaks`] name that place, so it adds nothing. A signed
+/// head hash the chain holds nowhere means the chain was rewritten (recomputed) after the last
+/// checkpoint that still matches: that is reported there, whatever other break a tamperer
+/// planted in the same stretch as a decoy (found by the second attacker review).
 pub fn checkpoint_breaks(
     links: &[Link],
-    link_breaks: &[Break],
     stored: &[Checkpoint],
     kept: &[Checkpoint],
     keys: &[AuditPublicKey],
@@ -178,25 +186,35 @@ pub fn checkpoint_breaks(
         found.push(Break { seq: checkpoint.seq, kind: BreakKind::CheckpointMismatch });
     }
     let hash_at: HashMap<i64, [u8; 32]> = links.iter().map(|l| (l.seq, l.hash)).collect();
+    let held: std::collections::HashSet<[u8; 32]> = links.iter().map(|l| l.hash).collect();
     let head = links.last().map_or(0, |l| l.seq);
     let mut signed: Vec<&Checkpoint> = stored.iter().chain(kept).filter(|c| c.is_signed_by(keys)).collect();
     signed.sort_by_key(|c| c.seq);
-    let mut vouched = 0;
+    let (mut vouched, mut rewritten) = (0, false);
     for checkpoint in signed {
         if checkpoint.seq > head {
             found.push(Break { seq: head + 1, kind: BreakKind::TruncatedTail });
             break;
         }
-        if hash_at.get(&checkpoint.seq) != Some(&checkpoint.head_hash_bytes()) {
-            if !link_breaks.iter().any(|b| (vouched + 1..=checkpoint.seq).contains(&b.seq)) {
-                found.push(Break { seq: vouched + 1, kind: BreakKind::CheckpointMismatch });
-            }
-            break;
+        let signed_hash = checkpoint.head_hash_bytes();
+        if hash_at.get(&checkpoint.seq) == Some(&signed_hash) {
+            vouched = vouched.max(checkpoint.seq);
+        } else if !held.contains(&signed_hash) && !rewritten {
+            found.push(Break { seq: vouched + 1, kind: BreakKind::CheckpointMismatch });
+            rewritten = true;
         }
-        vouched = checkpoint.seq;
     }
     found.sort_by_key(|b| b.seq);
     found
+}
+
+/// The place of the last entry a signed checkpoint vouches for: its hash is the signed one.
+pub fn vouched_head(links: &[Link], checkpoints: &[Checkpoint], keys: &[AuditPublicKey]) -> Option<i64> {
+    checkpoints
+        .iter()
+        .filter(|c| c.is_signed_by(keys) && links.iter().any(|l| l.seq == c.seq && l.hash == c.head_hash_bytes()))
+        .map(|c| c.seq)
+        .max()
 }
 
 #[cfg(test)]
@@ -295,6 +313,27 @@ mod tests {
             entry.seq += 1;
         }
         assert_eq!(first(&chain), Some((5, BreakKind::InsertedRow)));
+    }
+
+    #[test]
+    fn a_planted_break_does_not_hide_a_rewrite_a_checkpoint_reveals() {
+        let key = super::super::AuditSigningKey::parse(&"07".repeat(32)).unwrap();
+        let tenant = crate::domain::TenantId::from(Uuid::from_u128(1));
+        let mut chain = sealed(20);
+        let checkpoints = [5, 15].map(|k| Checkpoint::sign(&key, tenant, k, &chain[k as usize - 1].hash));
+        // Rewrite from 8 on (recomputed, consistent), then plant a decoy edit at 12.
+        chain[7].row.action = "tenant.read".into();
+        for k in 7..20 {
+            let prev = if k == 0 { GENESIS } else { chain[k - 1].hash };
+            chain[k] = entry(chain[k].seq, prev, chain[k].row.clone());
+        }
+        chain[11].row.action = "document.update".into();
+        let links = links(&chain);
+        let mut found = breaks(&links);
+        found.extend(checkpoint_breaks(&links, &checkpoints, &[], &[key.public_key()]));
+        found.sort_by_key(|b| b.seq);
+        assert_eq!(found.first(), Some(&Break { seq: 6, kind: BreakKind::CheckpointMismatch }), "{found:?}");
+        assert!(found.contains(&Break { seq: 12, kind: BreakKind::AlteredRow }));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::canonical::CanonicalRow;
-use super::check::Link;
+use super::check::{Break, BreakKind, Link};
 use super::checkpoint::{AuditPublicKey, Checkpoint};
 use super::sink::CheckpointSink;
 use super::verify::{
@@ -141,10 +141,14 @@ pub fn parse_export(text: &str) -> Result<Vec<ExportLine>, ExportError> {
         .collect()
 }
 
-/// Verifies an export with `keys` and nothing else: its entries from the first one's place and
-/// predecessor (an export of the whole chain starts at 1 after 32 zero bytes), its rows, and its
-/// checkpoints (signed by one of `keys`, matching the entries they name).
-pub fn verify_export(lines: &[ExportLine], keys: &[AuditPublicKey]) -> Result<TenantVerdict, ExportError> {
+/// Verifies an export with `keys` and nothing else: its entries from `from` (1: after 32 zero
+/// bytes; a later place: after the predecessor its first entry names, which only the part's own
+/// checkpoints then vouch for), its rows, and its checkpoints (signed by one of `keys`, matching
+/// the entries they name). The file decides nothing else: an export that does not start at
+/// `from` misses its first rows, and one whose last entry no checkpoint vouches for has a tail
+/// nobody signed ([`BreakKind::Unvouched`]): `carevault audit export` ends every export at a
+/// checkpoint it signs first.
+pub fn verify_export(lines: &[ExportLine], keys: &[AuditPublicKey], from: i64) -> Result<TenantVerdict, ExportError> {
     let mut links = Vec::new();
     let mut checkpoints = Vec::new();
     let mut tenants = std::collections::BTreeSet::new();
@@ -166,7 +170,13 @@ pub fn verify_export(lines: &[ExportLine], keys: &[AuditPublicKey]) -> Result<Te
                         metadata: r.metadata.clone(),
                     }
                 });
-                let bytes = |text: &str| hex::decode::<32>(text).unwrap_or([0xff; 32]);
+                // Lowercase only, as the format writes it: another spelling is another value.
+                let bytes = |text: &str| {
+                    Some(text)
+                        .filter(|t| !t.bytes().any(|b| b.is_ascii_uppercase()))
+                        .and_then(hex::decode::<32>)
+                        .unwrap_or([0xff; 32])
+                };
                 let sealed_at = parse_micros(entry.sealed_at.as_deref());
                 let link = Link::new(entry.seq, sealed_at, bytes(&entry.prev_hash), bytes(&entry.hash), row.clone());
                 links.push(StoredLink { link, row });
@@ -182,11 +192,22 @@ pub fn verify_export(lines: &[ExportLine], keys: &[AuditPublicKey]) -> Result<Te
         _ => return Err(ExportError::Tenants),
     };
     links.sort_by_key(|l| l.link.seq);
-    // A part of a chain is checked from its first entry; one that starts at 1 starts after the
-    // genesis value, whatever its first entry says.
     let start = match links.first() {
-        Some(first) if first.link.seq > 1 => (first.link.seq, first.link.prev_hash),
-        _ => (1, super::GENESIS),
+        Some(first) if from > 1 && first.link.seq == from => (from, first.link.prev_hash),
+        _ => (from, super::GENESIS),
     };
-    Ok(judge(tenant, &links, start, &checkpoints, &[], keys))
+    let mut verdict = judge(tenant, &links, start, &checkpoints, &[], keys);
+    // A tail no checkpoint vouches for, unless a checkpoint break already says why.
+    let checkpoint_break = verdict.breaks.iter().any(|b| {
+        matches!(b.kind, BreakKind::TruncatedTail | BreakKind::CheckpointMismatch | BreakKind::CheckpointSignature)
+    });
+    if let Some(head) = verdict.head
+        && !checkpoint_break
+        && verdict.checkpoint.is_none_or(|vouched| vouched < head)
+    {
+        let seq = verdict.checkpoint.map_or(from, |vouched| vouched + 1);
+        verdict.breaks.push(Break { seq, kind: BreakKind::Unvouched });
+        verdict.breaks.sort_by_key(|b| b.seq);
+    }
+    Ok(verdict)
 }

@@ -18,7 +18,7 @@ mod sink;
 mod verify;
 
 pub use canonical::{CanonicalRow, FORMAT_TAG, GENESIS, row_hash};
-pub use check::{Break, BreakKind, Link, RowState, breaks, breaks_after, checkpoint_breaks};
+pub use check::{Break, BreakKind, Link, RowState, breaks, breaks_after, checkpoint_breaks, vouched_head};
 pub use checkpoint::{AuditKeyError, AuditPublicKey, AuditSigningKey, CHECKPOINT_TAG, Checkpoint};
 pub use export::{ExportEntry, ExportError, ExportLine, ExportRow, export, parse_export, verify_export};
 pub use heads::latest_checkpoints;

@@ -77,6 +77,9 @@ impl CheckpointSink {
         let text = serde_json::to_string(checkpoint)
             .map_err(|e| SinkError::Malformed { path: path.clone(), reason: e.to_string() })?;
         let staging = tenant_dir.join(format!(".{:020}.{}.tmp", checkpoint.seq, std::process::id()));
+        // One left by a crash of a process with the same id (a container restarted) would block
+        // this place for good.
+        let _ = fs::remove_file(&staging);
         let written = (|| {
             let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&staging)?;
             file.write_all(text.as_bytes())?;

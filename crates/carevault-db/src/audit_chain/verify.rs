@@ -7,7 +7,7 @@ use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::begin_as_sealer;
 use super::canonical::{CanonicalRow, GENESIS};
-use super::check::{Break, BreakKind, Link, breaks_after, checkpoint_breaks};
+use super::check::{Break, BreakKind, Link, breaks_after, checkpoint_breaks, vouched_head};
 use super::checkpoint::{AuditPublicKey, Checkpoint};
 use super::heads::checkpoint_from_row;
 use super::sink::{CheckpointSink, SinkError};
@@ -118,6 +118,17 @@ pub async fn verify(
             .bind(tenant_id)
             .fetch_one(&mut *tx)
             .await?;
+        // Two rows under one entry's id (possible only with the primary key dropped): the entry
+        // vouches for one of them, and the other would pass for sealed.
+        let doubled: Option<i64> = pool
+            .statements
+            .query_scalar(
+                "SELECT min(c.seq) FROM audit_chain c WHERE c.tenant_id = $1 \
+                   AND (SELECT count(*) FROM audit_logs l WHERE l.id = c.audit_id AND l.tenant_id = c.tenant_id) > 1",
+            )
+            .bind(tenant_id)
+            .fetch_one(&mut *tx)
+            .await?;
         let stored = read_checkpoints(pool, &mut tx, tenant_id, SeqRange::ALL).await?;
         let kept = match &trust.sink {
             Some(sink) => sink.read(tenant_id)?,
@@ -127,6 +138,10 @@ pub async fn verify(
         if behind > 0 {
             verdict.breaks.push(Break { seq: verdict.head.unwrap_or(0) + 1, kind: BreakKind::InsertedRow });
         }
+        if let Some(seq) = doubled {
+            verdict.breaks.push(Break { seq, kind: BreakKind::InsertedRow });
+        }
+        verdict.breaks.sort_by_key(|b| b.seq);
         verdict.unsealed = unsealed as u64;
         verdicts.push(verdict);
     }
@@ -159,14 +174,10 @@ pub(super) fn judge(
 ) -> TenantVerdict {
     let chain: Vec<Link> = links.iter().map(|l| l.link.clone()).collect();
     let mut found = breaks_after(&chain, first_seq, first_prev);
-    found.extend(checkpoint_breaks(&chain, &found.clone(), stored, kept, keys));
+    found.extend(checkpoint_breaks(&chain, stored, kept, keys));
     found.sort_by_key(|b| b.seq);
-    let checkpoint = stored
-        .iter()
-        .chain(kept)
-        .filter(|c| c.is_signed_by(keys) && chain.iter().any(|l| l.seq == c.seq && l.hash == c.head_hash_bytes()))
-        .map(|c| c.seq)
-        .max();
+    let all: Vec<Checkpoint> = stored.iter().chain(kept).cloned().collect();
+    let checkpoint = vouched_head(&chain, &all, keys);
     TenantVerdict {
         tenant_id,
         chained: chain.len() as u64,

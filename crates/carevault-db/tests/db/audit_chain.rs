@@ -205,7 +205,7 @@ async fn tamper(db: &TestDb, statements: &[&str], tenant: TenantId) {
 
 #[tokio::test]
 async fn tampering_as_the_superuser_is_found_with_its_place_and_kind() {
-    let cases: [(&[&str], (i64, BreakKind)); 5] = [
+    let cases: [(&[&str], (i64, BreakKind)); 6] = [
         (
             &["UPDATE audit_logs SET action = 'tenant.read' \
              WHERE id = (SELECT audit_id FROM audit_chain WHERE tenant_id = $1 AND seq = 3)"],
@@ -233,6 +233,18 @@ async fn tampering_as_the_superuser_is_found_with_its_place_and_kind() {
             &["INSERT INTO audit_logs (tenant_id, action, resource_type, resource_id, created_at, xact_id) \
              VALUES ($1, 'document.read', 'document', gen_random_uuid(), now() - interval '1 day', '1')"],
             (7, BreakKind::InsertedRow),
+        ),
+        (
+            // A second row under a sealed row's id, the primary key dropped and an index of the
+            // same name put back.
+            &[
+                "ALTER TABLE audit_logs DROP CONSTRAINT audit_logs_pkey CASCADE",
+                "CREATE INDEX audit_logs_pkey ON audit_logs (id)",
+                "INSERT INTO audit_logs (id, tenant_id, action, resource_type, resource_id, created_at, xact_id) \
+                 SELECT a.id, a.tenant_id, 'document.deleted', 'document', a.resource_id, a.created_at, a.xact_id \
+                 FROM audit_logs a JOIN audit_chain c ON c.audit_id = a.id WHERE c.tenant_id = $1 AND c.seq = 3",
+            ],
+            (3, BreakKind::InsertedRow),
         ),
     ];
     for (sql, expected) in cases {
