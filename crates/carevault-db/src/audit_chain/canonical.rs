@@ -13,14 +13,16 @@ pub const GENESIS: [u8; 32] = [0; 32];
 
 /// The fields of an audit row that the chain covers, in their stored form: the network address
 /// and the metadata as PostgreSQL's text output of the `inet` and `jsonb` values, which is what
-/// the hash covers (one stored value has one text form; docs/AUDIT_FORMAT.md says why).
+/// the hash covers (one stored value has one text form; docs/AUDIT_FORMAT.md says why). Its JSON
+/// form is the `row` of an export line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CanonicalRow {
     /// Tenant.
     pub tenant_id: Uuid,
     /// Row id.
     pub id: Uuid,
-    /// `created_at`, in microseconds since 1970-01-01T00:00:00Z.
+    /// `created_at`, in microseconds since 1970-01-01T00:00:00Z (in JSON: `created_at`, RFC 3339).
+    #[serde(rename = "created_at", with = "micros_as_rfc3339")]
     pub created_at_micros: i64,
     /// Acting user.
     pub user_id: Option<Uuid>,
@@ -36,6 +38,37 @@ pub struct CanonicalRow {
     pub user_agent: Option<String>,
     /// `metadata::text`.
     pub metadata: Option<String>,
+}
+
+/// A time in microseconds as JSON: RFC 3339 in UTC with six fractional digits (`null` for one
+/// no real row has, [`i64::MIN`]); any text that is not such a time reads back as [`i64::MIN`],
+/// which matches no hash.
+pub(crate) mod micros_as_rfc3339 {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// The RFC 3339 form of `time`, as the format writes every time (checkpoints' included).
+    pub(crate) fn format_time(time: DateTime<Utc>) -> String {
+        time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    }
+
+    fn format(micros: i64) -> Option<String> {
+        DateTime::from_timestamp_micros(micros).map(format_time)
+    }
+
+    pub(crate) fn serialize<S: Serializer>(micros: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+        match format(*micros) {
+            Some(text) => serializer.serialize_str(&text),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        let text = Option::<String>::deserialize(deserializer)?;
+        Ok(text
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map_or(i64::MIN, |t| t.with_timezone(&Utc).timestamp_micros()))
+    }
 }
 
 /// SHA-256 over `previous` and the row's fields at place `seq` of its tenant's chain, sealed at

@@ -209,9 +209,13 @@ pub fn checkpoint_breaks(
 }
 
 /// The place of the last entry a signed checkpoint vouches for: its hash is the signed one.
-pub fn vouched_head(links: &[Link], checkpoints: &[Checkpoint], keys: &[AuditPublicKey]) -> Option<i64> {
+pub fn vouched_head<'c>(
+    links: &[Link],
+    checkpoints: impl IntoIterator<Item = &'c Checkpoint>,
+    keys: &[AuditPublicKey],
+) -> Option<i64> {
     checkpoints
-        .iter()
+        .into_iter()
         .filter(|c| c.is_signed_by(keys) && links.iter().any(|l| l.seq == c.seq && l.hash == c.head_hash_bytes()))
         .map(|c| c.seq)
         .max()

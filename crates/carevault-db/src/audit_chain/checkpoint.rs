@@ -119,7 +119,7 @@ impl Checkpoint {
             self.tenant_id,
             self.seq,
             self.head_hash,
-            self.signed_at.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            super::canonical::micros_as_rfc3339::format_time(self.signed_at)
         )
     }
 

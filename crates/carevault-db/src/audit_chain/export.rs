@@ -1,10 +1,7 @@
 //! The export of one tenant's chain as JSON lines, and its verification without a database
 //! (docs/AUDIT_FORMAT.md, "The export").
 
-use chrono::{DateTime, Utc};
-use uuid::Uuid;
-
-use super::canonical::CanonicalRow;
+use super::canonical::{CanonicalRow, micros_as_rfc3339};
 use super::check::{Break, BreakKind, Link};
 use super::checkpoint::{AuditPublicKey, Checkpoint};
 use super::sink::CheckpointSink;
@@ -29,39 +26,15 @@ pub enum ExportLine {
 pub struct ExportEntry {
     /// Sequence number.
     pub seq: i64,
-    /// When it was sealed (RFC 3339, six fractional digits, `Z`; `null` when out of range).
-    pub sealed_at: Option<String>,
+    /// When it was sealed (in JSON: RFC 3339, six fractional digits, `Z`; `null` when out of range).
+    #[serde(rename = "sealed_at", with = "micros_as_rfc3339")]
+    pub sealed_at_micros: i64,
     /// The predecessor's hash (hex).
     pub prev_hash: String,
     /// The entry's hash (hex).
     pub hash: String,
     /// The audit row (`null` when it is gone).
-    pub row: Option<ExportRow>,
-}
-
-/// An audit row as exported.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ExportRow {
-    /// Tenant.
-    pub tenant_id: Uuid,
-    /// Row id.
-    pub id: Uuid,
-    /// RFC 3339, six fractional digits, `Z` (`null` when out of range).
-    pub created_at: Option<String>,
-    /// Acting user.
-    pub user_id: Option<Uuid>,
-    /// Action.
-    pub action: String,
-    /// Resource type.
-    pub resource_type: String,
-    /// Resource id.
-    pub resource_id: Uuid,
-    /// `ip_address::text`.
-    pub ip_address: Option<String>,
-    /// User agent.
-    pub user_agent: Option<String>,
-    /// `metadata::text`, as a string.
-    pub metadata: Option<String>,
+    pub row: Option<CanonicalRow>,
 }
 
 /// Why an export could not be read.
@@ -78,15 +51,6 @@ pub enum ExportError {
     /// The export holds entries of more than one tenant, or none.
     #[error("an export holds the chain of exactly one tenant")]
     Tenants,
-}
-
-fn rfc3339(micros: i64) -> Option<String> {
-    DateTime::from_timestamp_micros(micros).map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
-}
-
-fn parse_micros(text: Option<&str>) -> i64 {
-    text.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map_or(i64::MIN, |t| t.with_timezone(&Utc).timestamp_micros())
 }
 
 /// The entries of `tenant`'s chain in `range`, then its checkpoints in that range: the
@@ -110,21 +74,10 @@ pub async fn export(
     let entries = links.into_iter().map(|stored| {
         ExportLine::Entry(ExportEntry {
             seq: stored.link.seq,
-            sealed_at: rfc3339(stored.link.sealed_at_micros),
+            sealed_at_micros: stored.link.sealed_at_micros,
             prev_hash: hex::encode(&stored.link.prev_hash),
             hash: hex::encode(&stored.link.hash),
-            row: stored.row.map(|r| ExportRow {
-                tenant_id: r.tenant_id,
-                id: r.id,
-                created_at: rfc3339(r.created_at_micros),
-                user_id: r.user_id,
-                action: r.action,
-                resource_type: r.resource_type,
-                resource_id: r.resource_id,
-                ip_address: r.ip_address,
-                user_agent: r.user_agent,
-                metadata: r.metadata,
-            }),
+            row: stored.row,
         })
     });
     Ok(entries.chain(checkpoints.into_iter().map(ExportLine::Checkpoint)).collect())
@@ -155,21 +108,9 @@ pub fn verify_export(lines: &[ExportLine], keys: &[AuditPublicKey], from: i64) -
     for line in lines {
         match line {
             ExportLine::Entry(entry) => {
-                let row = entry.row.as_ref().map(|r| {
-                    tenants.insert(r.tenant_id);
-                    CanonicalRow {
-                        tenant_id: r.tenant_id,
-                        id: r.id,
-                        created_at_micros: parse_micros(r.created_at.as_deref()),
-                        user_id: r.user_id,
-                        action: r.action.clone(),
-                        resource_type: r.resource_type.clone(),
-                        resource_id: r.resource_id,
-                        ip_address: r.ip_address.clone(),
-                        user_agent: r.user_agent.clone(),
-                        metadata: r.metadata.clone(),
-                    }
-                });
+                if let Some(row) = &entry.row {
+                    tenants.insert(row.tenant_id);
+                }
                 // Lowercase only, as the format writes it: another spelling is another value.
                 let bytes = |text: &str| {
                     Some(text)
@@ -177,9 +118,9 @@ pub fn verify_export(lines: &[ExportLine], keys: &[AuditPublicKey], from: i64) -
                         .and_then(hex::decode::<32>)
                         .unwrap_or([0xff; 32])
                 };
-                let sealed_at = parse_micros(entry.sealed_at.as_deref());
-                let link = Link::new(entry.seq, sealed_at, bytes(&entry.prev_hash), bytes(&entry.hash), row.clone());
-                links.push(StoredLink { link, row });
+                let (prev, hash) = (bytes(&entry.prev_hash), bytes(&entry.hash));
+                let link = Link::new(entry.seq, entry.sealed_at_micros, prev, hash, entry.row.clone());
+                links.push(StoredLink { link, row: entry.row.clone() });
             }
             ExportLine::Checkpoint(checkpoint) => {
                 tenants.insert(checkpoint.tenant_id.as_uuid());

@@ -8,6 +8,29 @@
 //! in [`row_hash`] and in the database's `audit_row_hash`, which the test suite compares. The
 //! sealer and the verifier run as `carevault_sealer`, reached through the platform login.
 
+/// The audit row `a` has no chain entry yet. A scalar sub-select, one index lookup per row,
+/// rather than NOT EXISTS, which the planner may turn into a join planned on stale statistics:
+/// right after a bulk insert, such a join ran a sequential scan per row past the statement timeout.
+macro_rules! not_chained {
+    () => {
+        "(SELECT 1 FROM audit_chain c WHERE c.tenant_id = a.tenant_id AND c.audit_id = a.id) IS NULL"
+    };
+}
+
+/// The audit row `a` belongs to a transaction the snapshot `$snapshot` (an SQL expression) did not
+/// see finished: one running then, or started since. Two index lookups on `xact_id`.
+macro_rules! not_seen_finished {
+    ($snapshot:literal) => {
+        concat!(
+            "(a.xact_id >= pg_snapshot_xmax(",
+            $snapshot,
+            ") OR a.xact_id = ANY (ARRAY(SELECT pg_snapshot_xip(",
+            $snapshot,
+            "))))"
+        )
+    };
+}
+
 mod canonical;
 mod check;
 mod checkpoint;
@@ -20,7 +43,7 @@ mod verify;
 pub use canonical::{CanonicalRow, FORMAT_TAG, GENESIS, row_hash};
 pub use check::{Break, BreakKind, Link, RowState, breaks, breaks_after, checkpoint_breaks, vouched_head};
 pub use checkpoint::{AuditKeyError, AuditPublicKey, AuditSigningKey, CHECKPOINT_TAG, Checkpoint};
-pub use export::{ExportEntry, ExportError, ExportLine, ExportRow, export, parse_export, verify_export};
+pub use export::{ExportEntry, ExportError, ExportLine, export, parse_export, verify_export};
 pub use heads::latest_checkpoints;
 pub use seal::{MAX_SEAL_BATCH, Sealed, SealerLag, lag, seal};
 pub use sink::{CheckpointSink, SinkError};

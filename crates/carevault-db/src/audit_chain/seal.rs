@@ -60,20 +60,15 @@ pub async fn seal(pool: &PlatformPool, sign_with: Option<&AuditSigningKey>) -> R
         Err(error) => return Err(error.into()),
     };
     let (watermark, next): (String, String) = (row.try_get("watermark")?, row.try_get("next")?);
-    // "Not chained yet" is a scalar sub-select, an index lookup per candidate, rather than NOT
-    // EXISTS, which the planner may turn into a join planned on stale statistics (see
-    // `verify::read_links`).
     let chained = pool
         .statements
-        .query(
-            "INSERT INTO audit_chain (tenant_id, audit_id) \
-             SELECT a.tenant_id, a.id FROM audit_logs a \
-             WHERE (a.xact_id >= pg_snapshot_xmax($1::pg_snapshot) \
-                    OR a.xact_id = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot)))) \
-               AND (SELECT 1 FROM audit_chain c WHERE c.tenant_id = a.tenant_id AND c.audit_id = a.id) IS NULL \
-             ORDER BY a.tenant_id, a.created_at, a.id \
-             LIMIT $2",
-        )
+        .query(concat!(
+            "INSERT INTO audit_chain (tenant_id, audit_id) SELECT a.tenant_id, a.id FROM audit_logs a WHERE ",
+            not_seen_finished!("$1::pg_snapshot"),
+            " AND ",
+            not_chained!(),
+            " ORDER BY a.tenant_id, a.created_at, a.id LIMIT $2"
+        ))
         .bind(&watermark)
         .bind(MAX_SEAL_BATCH)
         .execute(&mut *tx)
@@ -113,13 +108,13 @@ pub async fn lag(pool: &PlatformPool) -> Result<SealerLag, DbError> {
     let mut tx = begin_as_sealer(pool).await?;
     let (unsealed, oldest_seconds): (i64, Option<f64>) = pool
         .statements
-        .query_as(
+        .query_as(concat!(
             "SELECT count(*), extract(epoch FROM clock_timestamp() - min(a.created_at))::float8 \
-             FROM audit_logs a \
-             WHERE (a.xact_id >= pg_snapshot_xmax((SELECT watermark FROM audit_sealer)) \
-                    OR a.xact_id = ANY (ARRAY(SELECT pg_snapshot_xip(watermark) FROM audit_sealer))) \
-               AND (SELECT 1 FROM audit_chain c WHERE c.tenant_id = a.tenant_id AND c.audit_id = a.id) IS NULL",
-        )
+                 FROM audit_logs a WHERE ",
+            not_seen_finished!("(SELECT watermark FROM audit_sealer)"),
+            " AND ",
+            not_chained!()
+        ))
         .fetch_one(&mut *tx)
         .await?;
     let unsigned_seconds = super::heads::unsigned_seconds(pool.statements, &mut tx).await?;

@@ -109,12 +109,12 @@ pub async fn verify(
         // it was put there behind the sealer's back.
         let (behind, unsealed): (i64, i64) = pool
             .statements
-            .query_as(
+            .query_as(concat!(
                 "SELECT count(*) FILTER (WHERE pg_visible_in_snapshot(a.xact_id, s.watermark)), \
-                        count(*) FILTER (WHERE NOT pg_visible_in_snapshot(a.xact_id, s.watermark)) \
-                 FROM audit_logs a CROSS JOIN audit_sealer s WHERE a.tenant_id = $1 \
-                   AND (SELECT 1 FROM audit_chain c WHERE c.tenant_id = a.tenant_id AND c.audit_id = a.id) IS NULL",
-            )
+                            count(*) FILTER (WHERE NOT pg_visible_in_snapshot(a.xact_id, s.watermark)) \
+                     FROM audit_logs a CROSS JOIN audit_sealer s WHERE a.tenant_id = $1 AND ",
+                not_chained!()
+            ))
             .bind(tenant_id)
             .fetch_one(&mut *tx)
             .await?;
@@ -176,8 +176,7 @@ pub(super) fn judge(
     let mut found = breaks_after(&chain, first_seq, first_prev);
     found.extend(checkpoint_breaks(&chain, stored, kept, keys));
     found.sort_by_key(|b| b.seq);
-    let all: Vec<Checkpoint> = stored.iter().chain(kept).cloned().collect();
-    let checkpoint = vouched_head(&chain, &all, keys);
+    let checkpoint = vouched_head(&chain, stored.iter().chain(kept), keys);
     TenantVerdict {
         tenant_id,
         chained: chain.len() as u64,

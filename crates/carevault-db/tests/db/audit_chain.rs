@@ -434,3 +434,26 @@ async fn a_tenant_whose_whole_history_was_deleted_is_still_checked_through_the_s
     let verdict = verdicts.iter().find(|v| v.tenant_id == a).expect("the tenant is checked");
     assert_eq!(verdict.breaks.first().map(|b| (b.seq, b.kind)), Some((1, BreakKind::TruncatedTail)), "{verdict:?}");
 }
+
+/// The restore procedure of docs/ARCHITECTURE.md ("Restore"): rows whose transaction ids come
+/// from another cluster sit below the watermark, unchained, until the owner resets it; the next
+/// pass then chains them.
+#[tokio::test]
+async fn resetting_the_watermark_after_a_restore_chains_rows_from_another_cluster() {
+    let db = TestDb::new().await;
+    let platform = db.platform_pool();
+    let a = tenant(&platform, "A").await;
+    sealed(&platform).await;
+    tamper(
+        &db,
+        &["INSERT INTO audit_logs (tenant_id, action, resource_type, resource_id, created_at, xact_id) \
+           SELECT $1, 'tenant.read', 'tenant', $1, clock_timestamp(), '5' FROM generate_series(1, 4)"],
+        a,
+    )
+    .await;
+    assert_eq!(sealed(&platform).await, 0, "below the watermark: not seen");
+    assert_eq!(first_break(&platform, a).await, Some((2, BreakKind::InsertedRow)));
+    tamper(&db, &["UPDATE audit_sealer SET watermark = '3:3:' WHERE $1::uuid IS NOT NULL"], a).await;
+    assert_eq!(sealed(&platform).await, 4);
+    assert!(verdict(&platform, a).await.intact());
+}
